@@ -1,0 +1,75 @@
+"""Progress reporting: a tqdm bar for people, JSON lines for the Slicer module, or nothing.
+
+JSON protocol (stdout, one object per line, flushed):
+    {"stage": "search", "done": 3, "total": 10, "message": "lambda search on slices 30-39"}
+The final line has stage "done" (with "out": the output folder) or "error" (with the message).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from tqdm import tqdm
+
+PROGRESS_KINDS = ("bar", "json", "none")
+
+
+class JsonProgress:
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+
+    def __call__(self, stage: str, done: int, total: int, message: str, **extra) -> None:
+        line = {"stage": stage, "done": int(done), "total": int(total), "message": message, **extra}
+        self.stream.write(json.dumps(line) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        return None
+
+
+class BarProgress:
+    """One tqdm bar per stage, on stderr."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.bar: tqdm | None = None
+
+    def __call__(self, stage: str, done: int, total: int, message: str, **extra) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=max(total, 1), desc=stage, unit="", leave=True, file=sys.stderr)
+        if self.bar is not None:
+            self.bar.total = max(total, 1)
+            self.bar.n = done
+            self.bar.set_postfix_str(message, refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class NoProgress:
+    def __call__(self, stage: str, done: int, total: int, message: str, **extra) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def make_progress(kind: str):
+    return {"bar": BarProgress, "json": JsonProgress, "none": NoProgress}[kind]()
+
+
+def parse_progress_line(line: str) -> dict | None:
+    """Parse one line of ``--progress json`` output; None for lines that are not progress."""
+    try:
+        obj = json.loads(line)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(obj, dict) or not {"stage", "done", "total", "message"} <= obj.keys():
+        return None
+    return obj
