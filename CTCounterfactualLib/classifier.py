@@ -78,7 +78,8 @@ def load_classifier(path: str | os.PathLike) -> Classifier:
     meta = read_sidecar(p)
     if meta is None:
         raise CTCFError(
-            f"classifier {p.name} has no sidecar JSON ({p.with_suffix('.json').name}) declaring its targets and convention"
+            f"classifier {p.name} has no sidecar JSON ({p.with_suffix('.json').name}) "
+            "declaring its targets and convention"
         )
     targets = meta.get("targets")
     if not isinstance(targets, list) or not targets:

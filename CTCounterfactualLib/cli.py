@@ -101,7 +101,8 @@ def _add_explain(sub) -> None:
         "--max-pixel-diff-pct",
         type=float,
         default=d.max_pixel_diff_pct,
-        help=f"stop when the change exceeds this share of the decoded volume's absolute sum (default {d.max_pixel_diff_pct})",
+        help="stop when the change exceeds this share of the decoded volume's absolute sum "
+        f"(default {d.max_pixel_diff_pct})",
     )
     s.add_argument(
         "--lambda-sweep-steps",
