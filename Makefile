@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	# taming is only a test reference for the VQ-GAN port (its declared deps would pull torchvision/CUDA)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps taming-transformers==0.0.1
 	touch $(STAMP)
 
 setup: $(STAMP)

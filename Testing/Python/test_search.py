@@ -1,0 +1,95 @@
+"""Latent Shift search rules and heatmaps, on synthetic shifts whose outcome is known."""
+
+import numpy as np
+import pytest
+import torch
+
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.search import SearchParams, Shift, latent_shift, next_lambda, search_lambda
+
+
+def test_lambda_schedule_matches_reference():
+    lams = [0.0]
+    for _ in range(6):
+        lams.append(next_lambda(lams[-1], 10.0))
+    assert lams == [0, -10, -21, -34, -48, -63, -80]
+
+
+def _shifter(pred_of, frame_of=lambda lam: torch.full((2, 3, 3), 0.5 + lam * 1e-4)):
+    calls: list[float] = []
+
+    def shift(lam: float) -> Shift:
+        calls.append(lam)
+        return Shift(pred_of(lam), float((frame_of(lam) - frame_of(0.0)).abs().sum()), frame_of(lam))
+
+    return shift, calls
+
+
+def _initial(pred: float) -> Shift:
+    return Shift(pred, 0.0, torch.full((2, 3, 3), 0.5))
+
+
+@pytest.mark.parametrize(
+    "pred_of,params,expect_lam,reason",
+    [
+        # falls steadily until lambda -34 where it rises again: stop there (the reference keeps it)
+        (lambda lam: 0.9 + 0.01 * lam if lam > -30 else 0.9, SearchParams(), -34, "rose"),
+        # falls below the floor at -21 (0.9 - 0.0421*21 < 0.05)
+        (lambda lam: 0.9 + 0.0421 * lam, SearchParams(pred_diff=2.0), -21, "floor"),
+        # dropped by pred_diff=0.3 at -34 (0.9 - 0.34 < 0.6)
+        (lambda lam: 0.9 + 0.01 * lam, SearchParams(pred_diff=0.3), -34, "dropped"),
+        # never stops falling enough: lambda cap
+        (lambda lam: 0.9 + 1e-7 * lam, SearchParams(max_steps=40), -48, "reached"),
+    ],
+)
+def test_stop_rules(pred_of, params, expect_lam, reason):
+    shift, _ = _shifter(pred_of)
+    lam, why, seen = search_lambda(shift, _initial(0.9), pixel_sum=1e9, p=params)
+    assert lam == expect_lam
+    assert reason in why
+    assert list(seen) == [0, -10, -21, -34, -48][: list(seen).index(expect_lam) + 1]
+
+
+def test_pixel_change_rule():
+    # frames change by 1e-4 * |lambda| per voxel over 18 voxels; 5% of pixel_sum=0.5 is 0.025
+    shift, _ = _shifter(lambda lam: 0.9 + 1e-7 * lam)
+    lam, why, _ = search_lambda(shift, _initial(0.9), pixel_sum=0.5, p=SearchParams())
+    assert "pixel" in why
+    assert lam == -21  # 18 * 21e-4 = 0.0378 > 0.025, while 18 * 10e-4 = 0.018 is not
+
+
+def _frames_reference(lbound, steps):
+    return [np.full((2, 3, 3), 0.5 + lam * 1e-4) + np.arange(18).reshape(2, 3, 3) * lam * 1e-6
+            for lam in np.linspace(lbound, 0, steps)]
+
+
+@pytest.mark.parametrize("method", ["int", "mean", "mm", "max"])
+def test_heatmaps_match_reference_formulas(method):
+    def frame_of(lam):
+        return torch.full((2, 3, 3), 0.5 + lam * 1e-4, dtype=torch.float64) + torch.arange(
+            18, dtype=torch.float64).reshape(2, 3, 3) * lam * 1e-6
+
+    shift, calls = _shifter(lambda lam: 0.9 + 0.01 * lam, frame_of)
+    p = SearchParams(pred_diff=0.3, heatmap_method=method, lambda_sweep_steps=7)
+    out = latent_shift(shift, Shift(0.9, 0.0, frame_of(0.0)), 1e9, p)
+    assert out.lam == -34
+    frames = _frames_reference(-34, 7)
+    x0 = frames[-1]
+    expected = {
+        "int": np.mean([np.abs(frames[i] - frames[i + 1]) for i in range(6)], 0),
+        "mean": np.mean(np.abs(x0 - np.array(frames)), 0),
+        "mm": np.abs(frames[0] - frames[-1]),
+        "max": np.max(np.abs(x0 - np.array(frames)), 0),
+    }[method]
+    assert np.allclose(out.heatmap.numpy(), expected, atol=1e-12)
+    assert out.sweep_lambdas[0] == -34 and out.sweep_lambdas[-1] == 0
+    assert len(out.sweep_preds) == 7 and out.cf_pred == pytest.approx(0.9 - 0.34)
+    # lambdas already evaluated during the search are not decoded again in the sweep
+    assert calls.count(-34.0) == 1 and 0.0 not in calls
+
+
+def test_bad_params_are_clear_errors():
+    with pytest.raises(CTCFError, match="at least 2"):
+        SearchParams(lambda_sweep_steps=1)
+    with pytest.raises(CTCFError, match="heatmap method"):
+        SearchParams(heatmap_method="median")
