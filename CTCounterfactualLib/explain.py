@@ -143,6 +143,17 @@ class _FastShifter:
         return Shift(pred, float((self.x0[a:b] - frame).abs().sum()), frame)
 
 
+def _reporting(shifter, progress: Progress, n: int, total: int, a: int, b: int):
+    """Report every evaluated lambda, so a long search (joint mode) shows signs of life."""
+
+    def shift(lam: float) -> Shift:
+        s = shifter(lam)
+        progress("search", n, total, f"slices {a}-{b - 1}: lambda {lam:g}, prediction {s.pred:.4f}")
+        return s
+
+    return shift
+
+
 class _FaithfulShifter:
     """The reference: decode every slice of z + lambda * g at every step."""
 
@@ -214,13 +225,17 @@ def explain(
             with timer.stage("gradient"):
                 pred0, gc = faithful_chunk_gradient(ae, score, z, hw, a, b, batch)
             with timer.stage("search"):
-                shifter = _FaithfulShifter(ae, score, z, gc, x0, a, b, batch)
+                shifter = _reporting(
+                    _FaithfulShifter(ae, score, z, gc, x0, a, b, batch), progress, n, len(chunks), a, b
+                )
                 outcome = latent_shift(shifter, shifter(0.0), pixel_sum, cfg.search)  # the reference decodes 0 too
             del gc
         else:
             pred0 = recon_pred
             with timer.stage("search"):
-                shifter = _FastShifter(ae, score, z, g, x0, work, a, b, batch)
+                shifter = _reporting(
+                    _FastShifter(ae, score, z, g, x0, work, a, b, batch), progress, n, len(chunks), a, b
+                )
                 outcome = latent_shift(shifter, Shift(pred0, 0.0, x0[a:b]), pixel_sum, cfg.search)
         heatmap[a:b] = outcome.heatmap
         results.append(
