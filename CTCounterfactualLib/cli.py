@@ -192,8 +192,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get the same one-line ``ctcf: error:`` form as every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"ctcf: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctcf", description="Counterfactual explanations of 3D CT classifiers.")
+    parser = _Parser(prog="ctcf", description="Counterfactual explanations of 3D CT classifiers.")
     parser.add_argument("--version", action="version", version=f"ctcf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_explain(sub)
@@ -208,7 +215,7 @@ def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind, clean up,
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     json_mode = getattr(args, "progress", None) == "json"
     try:
         return args.func(args)
@@ -227,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

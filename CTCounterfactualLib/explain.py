@@ -97,6 +97,8 @@ def check_request(depth: int, cfg: ExplainConfig) -> tuple[int, int]:
     if cfg.mode not in MODES:
         raise CTCFError(f"unknown mode {cfg.mode!r}: use scan or joint")
     start, stop = cfg.slices if cfg.slices is not None else (0, depth)
+    if start >= stop:
+        raise CTCFError(f"slice range {start}:{stop} is empty: the start must be below the end (B is excluded)")
     if not (0 <= start < stop <= depth):
         raise CTCFError(f"slice range {start}:{stop} is outside the volume (it has slices 0:{depth})")
     if cfg.chunk_size < 1:

@@ -4,3 +4,45 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pytest  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+
+from CTCounterfactualLib.tiny_models import save_tiny_models  # noqa: E402
+from CTCounterfactualLib.volume_io import Geometry, read_volume, write_volume  # noqa: E402
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "Data"
+
+
+def _crop_ct(dest: Path, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]) -> Path:
+    """Write a crop of the bundled CT (array order z, y, x) to ``dest`` with the matching geometry."""
+    source = DATA_DIR / "example_ct.nii.gz"
+    vol = read_volume(source)
+    image = sitk.ReadImage(str(source))
+    origin = image.TransformIndexToPhysicalPoint((x[0], y[0], z[0]))
+    geometry = Geometry(
+        size=(x[1] - x[0], y[1] - y[0], z[1] - z[0]),
+        spacing=vol.geometry.spacing,
+        origin=tuple(float(v) for v in origin),
+        direction=vol.geometry.direction,
+    )
+    write_volume(vol.array[z[0] : z[1], y[0] : y[1], x[0] : x[1]], geometry, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_files(tmp_path_factory) -> tuple[Path, Path]:
+    """(tiny VQ-GAN .ckpt, tiny TorchScript classifier .pt), each with its sidecar JSON."""
+    return save_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def small_ct(tmp_path_factory) -> Path:
+    """Slices 80:104 of the bundled CT, a 64x64 in-plane crop, as NRRD (24 x 64 x 64)."""
+    return _crop_ct(tmp_path_factory.mktemp("small_ct") / "small_ct.nrrd", (80, 104), (20, 84), (30, 94))
+
+
+@pytest.fixture(scope="session")
+def long_ct(tmp_path_factory) -> Path:
+    """All 112 slices of the bundled CT, a 64x64 in-plane crop, as NRRD (a job that runs for minutes)."""
+    return _crop_ct(tmp_path_factory.mktemp("long_ct") / "long_ct.nrrd", (0, 112), (20, 84), (30, 94))
