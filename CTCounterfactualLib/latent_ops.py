@@ -82,7 +82,8 @@ def latent_gradient(
         zb = z[i:j].detach().requires_grad_(True)
         with torch.enable_grad():
             out = ae.decode(zb, hw)
-            (g[i:j],) = torch.autograd.grad(out, zb, volume_grad[i:j])
+            # <out, v> then grad: the same VJP, without autograd's grad_outputs path (which imports sympy)
+            (g[i:j],) = torch.autograd.grad((out * volume_grad[i:j]).sum(), zb)
         progress("gradient", j - start, stop - start, f"latent gradient of slices {i}-{j - 1}")
     return g
 
