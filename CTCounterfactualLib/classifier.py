@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,9 @@ def load_classifier(path: str | os.PathLike) -> Classifier:
     if not isinstance(targets, list) or not targets:
         raise CTCFError(f"sidecar of {p.name} must list its target names under 'targets'")
     try:
-        module = torch.jit.load(str(p), map_location="cpu")
+        with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the format is still what users ship
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(p), map_location="cpu")
     except (RuntimeError, ValueError) as e:
         raise CTCFError(f"cannot load {p.name} as a TorchScript model: {str(e).splitlines()[0]}") from None
     return Classifier(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -82,7 +83,9 @@ def save_tiny_models(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
     (folder / "tiny_vqgan.json").write_text(json.dumps(ae_meta, indent=2))
     clf = tiny_classifier(seed)
     clf_path = folder / "tiny_classifier.pt"
-    torch.jit.script(clf.module).save(str(clf_path))
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13 but is the classifier file format
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(clf.module).save(str(clf_path))
     clf_meta = {
         "name": "tiny-classifier",
         "targets": clf.targets,
