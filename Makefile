@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench models clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Retrain the bundled demo models (about 10 minutes on 2 CPU cores) and update their catalog entries.
+models: $(STAMP)
+	$(BIN)/ctcf train-autoencoder --out Resources/models/demo_vqgan.pt --phantoms 40 \
+		--volume Testing/Data/example_ct.nii.gz --steps 2000 --catalog
+	$(BIN)/ctcf train-classifier --out Resources/models/demo_effusion.pt \
+		--autoencoder Resources/models/demo_vqgan.pt --catalog
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_engine.py

@@ -418,18 +418,21 @@ def test_explain_help_says_scan_cf_is_lowest_prediction_chunk(capsys):
         assert name in text
 
 
-def test_demo_writes_documented_files(tmp_path):
+def test_demo_command_runs_the_bundled_demo(tmp_path):
     out = tmp_path / "demo"
     proc = _run_ctcf("demo", "--out", out, "--progress", "none")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "demo finished" in proc.stdout
-    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_FILES, "models"])
-    assert (out / "models" / "tiny_vqgan.ckpt").is_file() and (out / "models" / "tiny_classifier.pt").is_file()
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["target"]["name"] == "effusion"
-    assert summary["slices"] == [80, 112] and summary["chunk_size"] == 8
-    expected = read_volume(REPO / "Testing" / "Data" / "example_ct.nii.gz").geometry
-    for name in VOLUME_OUTPUTS:
-        _assert_same_geometry(out / name, expected)
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("scan :") for line in lines) and any(line.startswith("joint:") for line in lines)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["input.nrrd", "labels.nrrd", "scan", "joint", "report.png", "demo.json"]
+    )
+    for mode in ("scan", "joint"):
+        assert sorted(p.name for p in (out / mode).iterdir()) == sorted(OUTPUT_FILES)
+        summary = json.loads((out / mode / "summary.json").read_text())
+        assert summary["target"]["name"] == "pleural effusion" and summary["mode"] == mode
+        expected = read_volume(out / "input.nrrd").geometry
+        for name in VOLUME_OUTPUTS:
+            _assert_same_geometry(out / mode / name, expected)
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]

@@ -110,7 +110,7 @@ def test_scan_changes_only_the_output_chunk_and_heatmaps_stay_in_their_chunks(ct
     best = r.chunks[r.chosen]
     assert best.prediction_min == min(c.prediction_min for c in r.chunks)
     moved = np.abs(r.difference_hu).reshape(len(ct), -1).max(1) > 0
-    assert moved[best.start:best.stop].any()
+    assert moved[best.start : best.stop].any()
     assert not moved[: best.start].any() and not moved[best.stop :].any()
     heat = r.heatmap.reshape(len(ct), -1).max(1)
     assert (r.heatmap >= 0).all()
@@ -125,8 +125,9 @@ def test_search_decodes_only_the_moved_slices(ct):
     decoded: list[int] = []
     handle = ae.model.decoder.register_forward_hook(lambda m, i, o: decoded.append(o.shape[0]))
     try:
-        r = explain(ct, ae, clf, ExplainConfig(target=0, slices=(6, 12), chunk_size=6, search=ACTIVE_SEARCH,
-                                                batch_size=24))
+        r = explain(
+            ct, ae, clf, ExplainConfig(target=0, slices=(6, 12), chunk_size=6, search=ACTIVE_SEARCH, batch_size=24)
+        )
     finally:
         handle.remove()
     # one full decode for D(z), one VJP pass over the range, then only 6-slice decodes

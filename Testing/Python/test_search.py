@@ -59,15 +59,19 @@ def test_pixel_change_rule():
 
 
 def _frames_reference(lbound, steps):
-    return [np.full((2, 3, 3), 0.5 + lam * 1e-4) + np.arange(18).reshape(2, 3, 3) * lam * 1e-6
-            for lam in np.linspace(lbound, 0, steps)]
+    return [
+        np.full((2, 3, 3), 0.5 + lam * 1e-4) + np.arange(18).reshape(2, 3, 3) * lam * 1e-6
+        for lam in np.linspace(lbound, 0, steps)
+    ]
 
 
 @pytest.mark.parametrize("method", ["int", "mean", "mm", "max"])
 def test_heatmaps_match_reference_formulas(method):
     def frame_of(lam):
-        return torch.full((2, 3, 3), 0.5 + lam * 1e-4, dtype=torch.float64) + torch.arange(
-            18, dtype=torch.float64).reshape(2, 3, 3) * lam * 1e-6
+        return (
+            torch.full((2, 3, 3), 0.5 + lam * 1e-4, dtype=torch.float64)
+            + torch.arange(18, dtype=torch.float64).reshape(2, 3, 3) * lam * 1e-6
+        )
 
     shift, calls = _shifter(lambda lam: 0.9 + 0.01 * lam, frame_of)
     p = SearchParams(pred_diff=0.3, heatmap_method=method, lambda_sweep_steps=7)

@@ -15,8 +15,16 @@ from CTCounterfactualLib.vqgan import VQGANConfig, VQModel
 
 # taming hard-codes GroupNorm(32), so the cross-check uses 32-channel multiples
 DDCONFIG = dict(
-    double_z=False, z_channels=8, resolution=32, in_channels=1, out_ch=1, ch=32, ch_mult=[1, 2, 2],
-    num_res_blocks=1, attn_resolutions=[8], dropout=0.0,
+    double_z=False,
+    z_channels=8,
+    resolution=32,
+    in_channels=1,
+    out_ch=1,
+    ch=32,
+    ch_mult=[1, 2, 2],
+    num_res_blocks=1,
+    attn_resolutions=[8],
+    dropout=0.0,
 )
 
 
@@ -90,9 +98,17 @@ def test_load_lightning_ckpt_without_config(taming_model, tmp_path):
 def test_load_with_taming_yaml(taming_model, tmp_path):
     path = tmp_path / "vq.ckpt"
     _save_lightning_ckpt(taming_model, path)
-    doc = {"model": {"target": "taming.models.vqgan.VQModel",
-                     "params": {"embed_dim": 6, "n_embed": 64, "ddconfig": DDCONFIG,
-                                "lossconfig": {"target": "taming.modules.losses.vqperceptual.VQLPIPS"}}}}
+    doc = {
+        "model": {
+            "target": "taming.models.vqgan.VQModel",
+            "params": {
+                "embed_dim": 6,
+                "n_embed": 64,
+                "ddconfig": DDCONFIG,
+                "lossconfig": {"target": "taming.modules.losses.vqperceptual.VQLPIPS"},
+            },
+        }
+    }
     yml = tmp_path / "vq.yaml"
     yml.write_text(yaml.safe_dump(doc))
     ae = load_autoencoder(path, yml)
