@@ -33,6 +33,8 @@ models: $(STAMP)
 		--volume Testing/Data/example_ct.nii.gz --steps 2000 --catalog
 	$(BIN)/ctcf train-classifier --out Resources/models/demo_effusion.pt \
 		--autoencoder Resources/models/demo_vqgan.pt --catalog
+	$(BIN)/ctcf train-lungseg --out Resources/models/demo_lungsize.pt --real-ct Testing/Data/example_ct.nii.gz \
+		--real-seg Testing/Data/example_seg.nii.gz --catalog
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_engine.py

@@ -15,7 +15,7 @@ from CTCounterfactualLib.phantom import PhantomSpec
 
 def test_catalog_entries_match_their_files_and_stay_small():
     entries = read_catalog()
-    assert {"demo-vqgan", "demo-effusion"} <= set(entries)
+    assert {"demo-vqgan", "demo-effusion", "demo-lungsize"} <= set(entries)
     total = 0
     for e in entries.values():
         p = verified_path(e)
@@ -23,6 +23,7 @@ def test_catalog_entries_match_their_files_and_stay_small():
         total += e.bytes + p.with_suffix(".json").stat().st_size
     assert total < 20 * 2**20
     assert entries["demo-effusion"].targets == ["pleural effusion"]
+    assert entries["demo-lungsize"].targets == ["lung size"]
 
 
 def test_damaged_model_file_is_refused(tmp_path):

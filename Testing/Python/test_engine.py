@@ -27,7 +27,7 @@ DATA = Path(__file__).resolve().parents[1] / "Data"
 
 @pytest.fixture(scope="module")
 def ct() -> np.ndarray:
-    """24 real CT slices (lung bases), 40 x 48 in-plane: small but not square."""
+    """24 real CT slices, 40 x 48 in-plane: small but not square."""
     return read_volume(DATA / "example_ct.nii.gz").array[84:108, 30:70, 37:85].copy()
 
 
