@@ -23,6 +23,7 @@ class CatalogEntry:
     sha256: str
     bytes: int
     targets: list[str] = field(default_factory=list)
+    convention: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     notes: str = ""
 
@@ -69,15 +70,12 @@ def register(
     from .outputs import write_json_atomic
 
     doc = json.loads(catalog.read_text()) if catalog.is_file() else {"models": []}
+    sidecar = Path(path).with_suffix(".json")
+    convention = json.loads(sidecar.read_text()).get("convention", {}) if sidecar.is_file() else {}
     entry = CatalogEntry(
-        name=name,
-        kind=kind,
-        file=str(Path(path).resolve().relative_to(catalog.parent.resolve())),
-        sha256=sha256_of(path),
-        bytes=Path(path).stat().st_size,
-        targets=targets,
-        training=training,
-        notes=notes,
+        name=name, kind=kind, file=str(Path(path).resolve().relative_to(catalog.parent.resolve())),
+        sha256=sha256_of(path), bytes=Path(path).stat().st_size, targets=targets, convention=convention,
+        training=training, notes=notes,
     )
     doc["models"] = [e for e in doc["models"] if e["name"] != name] + [entry.__dict__]
     write_json_atomic(catalog, doc)

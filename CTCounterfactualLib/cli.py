@@ -199,6 +199,11 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"(overlaps effusion: {m['output_chunk_overlaps_effusion']}); heatmap mass in effusion "
             f"{m['heatmap_share_in_effusion']:.1%}, within 5 mm {m['heatmap_share_in_effusion_dilated_5mm']:.1%}"
         )
+        if m["effusion_mean_hu_counterfactual"] is not None:
+            print(
+                f"       effusion on the CF slices: {m['effusion_mean_hu_reconstruction']:.0f} HU in the "
+                f"reconstruction -> {m['effusion_mean_hu_counterfactual']:.0f} HU in the CF (lung is about -850)"
+            )
     print(f"report: {Path(args.out) / 'report.png'}")
     return 0
 
@@ -236,11 +241,14 @@ def _add_training(sub) -> None:
 
 
 def _add_train_lungseg(sub) -> None:
-    p = sub.add_parser("train-lungseg", help="train the 2D lung segmentation net behind the lung-size target",
-                       description="Train a small 2D U-Net (0 no lung, 1 right, 2 left) on phantom slices resized "
-                       "to 64x64 and save the lung-size classifier (1 - mean P(no lung)) as TorchScript + JSON. "
-                       "Reports lung Dice on held-out phantoms and, with --real-ct/--real-seg, on a real CT "
-                       "(TotalSegmentator lung labels 10-14).")
+    p = sub.add_parser(
+        "train-lungseg",
+        help="train the 2D lung segmentation net behind the lung-size target",
+        description="Train a small 2D U-Net (0 no lung, 1 right, 2 left) on phantom slices resized "
+        "to 64x64 and save the lung-size classifier (1 - mean P(no lung)) as TorchScript + JSON. "
+        "Reports lung Dice on held-out phantoms and, with --real-ct/--real-seg, on a real CT "
+        "(TotalSegmentator lung labels 10-14).",
+    )
     p.add_argument("--out", required=True, help="output TorchScript file (.pt)")
     p.add_argument("--phantoms", type=int, default=40)
     p.add_argument("--steps", type=int, default=500)
@@ -253,21 +261,34 @@ def _add_train_lungseg(sub) -> None:
 def _run_train_lungseg(args: argparse.Namespace) -> int:
     from .catalog import register
     from .train_lungseg import lung_dataset, lung_dice, real_ct_dice, save_lungsize, train_lungseg
+
     seeds = list(range(3000, 3000 + args.phantoms))
     x, y = lung_dataset(seeds)
-    net = train_lungseg(x, y, steps=args.steps,
-                        log=lambda step, d: print(f"step {step}: loss {d['loss']:.4f}", flush=True))
+    net = train_lungseg(
+        x, y, steps=args.steps, log=lambda step, d: print(f"step {step}: loss {d['loss']:.4f}", flush=True)
+    )
     xe, ye = lung_dataset(list(range(6000, 6010)))
-    info = {"command": "ctcf train-lungseg", "phantom_seeds": [seeds[0], seeds[-1]], "slices": int(len(x)),
-            "steps": args.steps, "dice_heldout_phantoms": lung_dice(net, xe, ye > 0)}
+    info = {
+        "command": "ctcf train-lungseg",
+        "phantom_seeds": [seeds[0], seeds[-1]],
+        "slices": int(len(x)),
+        "steps": args.steps,
+        "dice_heldout_phantoms": lung_dice(net, xe, ye > 0),
+    }
     path = save_lungsize(net, args.out, info)
     if args.real_ct and args.real_seg:
         info[f"dice_{Path(args.real_ct).name}_lungs_10_14"] = real_ct_dice(net, args.real_ct, args.real_seg)
         path = save_lungsize(net, args.out, info)
     print(json.dumps({k: v for k, v in info.items() if k.startswith("dice")}, indent=2))
     if args.catalog:
-        register(path, "demo-lungsize", "classifier", ["lung size"], info,
-                 "lung size = 1 - mean P(no lung) from a 2D lung segmentation net trained on phantoms")
+        register(
+            path,
+            "demo-lungsize",
+            "classifier",
+            ["lung size"],
+            info,
+            "lung size = 1 - mean P(no lung) from a 2D lung segmentation net trained on phantoms",
+        )
     return 0
 
 

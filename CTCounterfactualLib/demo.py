@@ -72,12 +72,19 @@ def run_demo(
         heat = read_volume(out / mode / "heatmap.nrrd").array
         oc = summary["output_chunk"]
         e0, e1 = phantom.effusion_slices
+        in_chunk = np.zeros_like(effusion)
+        in_chunk[oc["start"] : oc["end"]] = effusion[oc["start"] : oc["end"]]
+        cf_hu = read_volume(out / mode / "counterfactual.nrrd").array
+        rec_hu = read_volume(out / mode / "reconstruction.nrrd").array
         results[mode] = {
             "predictions": summary["predictions"],
             "output_chunk": [oc["start"], oc["end"]],
             "output_chunk_overlaps_effusion": oc["start"] < e1 and e0 < oc["end"],
             "heatmap_share_in_effusion": heatmap_share(heat, effusion),
             "heatmap_share_in_effusion_dilated_5mm": heatmap_share(heat, near),
+            # does the fluid fade? mean HU inside the effusion on the CF's slices (lung is about -850)
+            "effusion_mean_hu_reconstruction": float(rec_hu[in_chunk].mean()) if in_chunk.any() else None,
+            "effusion_mean_hu_counterfactual": float(cf_hu[in_chunk].mean()) if in_chunk.any() else None,
             "timings_s": summary["timings_s"],
         }
         summary["demo"] = results[mode] | {"effusion_slices": [e0, e1]}

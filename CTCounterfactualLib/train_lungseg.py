@@ -21,15 +21,24 @@ from .conventions import HUWindow, VolumeConvention
 from .phantom import LABELS, PhantomSpec, make_phantom
 
 LUNGSIZE_CONVENTION = VolumeConvention(
-    window=HUWindow(-1000.0, 1000.0), clip=False, size=64, input_scale=2.0, input_offset=-1.0, layout="NCDHW",
+    window=HUWindow(-1000.0, 1000.0),
+    clip=False,
+    size=64,
+    input_scale=2.0,
+    input_offset=-1.0,
+    layout="NCDHW",
 )
 LUNG_LABELS = (LABELS["right_lung"], LABELS["left_lung"], LABELS["vessels"], LABELS["nodule"])
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(4, cout), nn.SiLU(),
-        nn.Conv2d(cout, cout, 3, padding=1), nn.GroupNorm(4, cout), nn.SiLU(),
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.GroupNorm(4, cout),
+        nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.GroupNorm(4, cout),
+        nn.SiLU(),
     )
 
 
@@ -88,8 +97,9 @@ def lung_dataset(seeds: list[int], size: int = 64) -> tuple[torch.Tensor, torch.
     return torch.cat(xs), torch.cat(ys)
 
 
-def train_lungseg(x: torch.Tensor, y: torch.Tensor, steps: int = 800, batch: int = 32, lr: float = 2e-3,
-                  seed: int = 0, log=None) -> LungSegNet:
+def train_lungseg(
+    x: torch.Tensor, y: torch.Tensor, steps: int = 800, batch: int = 32, lr: float = 2e-3, seed: int = 0, log=None
+) -> LungSegNet:
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     net = LungSegNet()
@@ -108,20 +118,25 @@ def train_lungseg(x: torch.Tensor, y: torch.Tensor, steps: int = 800, batch: int
 @torch.no_grad()
 def lung_dice(net: LungSegNet, x: torch.Tensor, lung: torch.Tensor) -> float:
     """Dice of (argmax != no lung) against a binary lung mask, over a stack of slices."""
-    pred = torch.cat([net(x[i:i + 64]).argmax(1) for i in range(0, len(x), 64)]) > 0
+    pred = torch.cat([net(x[i : i + 64]).argmax(1) for i in range(0, len(x), 64)]) > 0
     inter = (pred & lung).sum().item()
     return float(2 * inter / max(1, pred.sum().item() + lung.sum().item()))
 
 
-def real_ct_dice(net: LungSegNet, ct_path: str | os.PathLike, seg_path: str | os.PathLike,
-                 lung_labels: tuple[int, ...] = (10, 11, 12, 13, 14)) -> float:
+def real_ct_dice(
+    net: LungSegNet,
+    ct_path: str | os.PathLike,
+    seg_path: str | os.PathLike,
+    lung_labels: tuple[int, ...] = (10, 11, 12, 13, 14),
+) -> float:
     """Lung Dice on a real CT against a TotalSegmentator label map, over the slices the map covers."""
     import SimpleITK as sitk
 
     ct, seg = sitk.ReadImage(str(ct_path)), sitk.ReadImage(str(seg_path))
     on_ct = sitk.Resample(seg, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    covered_img = sitk.Resample(sitk.Cast(seg * 0, sitk.sitkUInt8) + 1, ct, sitk.Transform(),
-                                sitk.sitkNearestNeighbor, 0)
+    covered_img = sitk.Resample(
+        sitk.Cast(seg * 0, sitk.sitkUInt8) + 1, ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0
+    )
     covered = sitk.GetArrayFromImage(covered_img).any(axis=(1, 2))
     labels = sitk.GetArrayFromImage(on_ct)[covered]
     hu = sitk.GetArrayFromImage(ct).astype(np.float32)[covered]
@@ -135,8 +150,14 @@ def save_lungsize(net: LungSegNet, path: str | os.PathLike, info: dict) -> Path:
     with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13 but is the classifier file format
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.script(LungSize(net)).save(str(path))
-    meta = {"name": path.stem, "targets": ["lung size"], "apply_sigmoid": False, "threshold": 0.5,
-            "convention": LUNGSIZE_CONVENTION.to_dict(), "training": info,
-            "notes": "1 - mean P(no lung) over all voxels (the paper's lung-size target); not a probability"}
+    meta = {
+        "name": path.stem,
+        "targets": ["lung size"],
+        "apply_sigmoid": False,
+        "threshold": 0.5,
+        "convention": LUNGSIZE_CONVENTION.to_dict(),
+        "training": info,
+        "notes": "1 - mean P(no lung) over all voxels (the paper's lung-size target); not a probability",
+    }
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return path

@@ -24,6 +24,9 @@ def test_catalog_entries_match_their_files_and_stay_small():
     assert total < 20 * 2**20
     assert entries["demo-effusion"].targets == ["pleural effusion"]
     assert entries["demo-lungsize"].targets == ["lung size"]
+    for e in entries.values():  # the input convention travels with the catalog entry
+        sidecar = json.loads(e.path().with_suffix(".json").read_text())
+        assert e.convention == sidecar["convention"] and e.convention["window"] == [-1000.0, 1000.0]
 
 
 def test_damaged_model_file_is_refused(tmp_path):
@@ -56,6 +59,9 @@ def test_demo_prediction_falls_below_threshold(demo_run):
         assert p["input"] > r["threshold"], mode
         assert p["counterfactual"] < r["threshold"], mode
         assert p["counterfactual"] < p["reconstruction"] - 0.3, mode
+    # the fluid on the CF's slices moves towards lung density
+    scan = r["scan"]
+    assert scan["effusion_mean_hu_counterfactual"] < scan["effusion_mean_hu_reconstruction"]
 
 
 def test_demo_heatmap_sits_on_the_effusion(demo_run):
