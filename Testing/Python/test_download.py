@@ -1,0 +1,296 @@
+"""download.py against a real local HTTP server (127.0.0.1 only) with Range support and configurable misbehaviour."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from CTCounterfactualLib.download import cache_dir, download
+from CTCounterfactualLib.errors import CTCFError
+
+PAYLOAD = os.urandom(300_000)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+TIMEOUT = 2.0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, mode: str, payload: bytes):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.mode = mode
+        self.payload = payload
+        self.requests: list[dict[str, str | None]] = []
+        self.stopped = False
+
+    def handle_error(self, request, client_address) -> None:  # misbehaving modes break sockets on purpose
+        pass
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.shutdown()
+            self.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        srv = self.server
+        srv.requests.append({"path": self.path, "range": self.headers.get("Range")})
+        if srv.mode == "404":
+            self.send_error(404, "Not Found")
+            return
+        data = srv.payload
+        if srv.mode == "corrupt":
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        start = 0
+        rng = self.headers.get("Range")
+        m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+        if m and srv.mode != "ignore_range":
+            start = int(m.group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if srv.mode == "truncate":  # fewer bytes than Content-Length, then a clean close
+            self.wfile.write(body[: len(body) // 2])
+        elif srv.mode == "kill":  # half the body, then an abrupt reset (as if the server died)
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        elif srv.mode == "stall":  # half the body, then silence longer than the client's timeout
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            time.sleep(1.0)
+        else:
+            self.wfile.write(body)
+
+
+@pytest.fixture
+def serve():
+    servers: list[_Server] = []
+
+    def start(mode: str = "good", payload: bytes = PAYLOAD) -> tuple[_Server, str]:
+        srv = _Server(mode, payload)
+        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(srv)
+        return srv, f"http://127.0.0.1:{srv.server_address[1]}/weights/model.ckpt"
+
+    yield start
+    for srv in servers:
+        srv.stop()
+
+
+def _part(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def test_good_file(serve, tmp_path):
+    srv, url = serve()
+    dest = tmp_path / "sub" / "model.ckpt"
+    out = download(url, dest, sha256=SHA, size=len(PAYLOAD), progress=False, timeout=TIMEOUT)
+    assert out == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not _part(dest).exists()
+    assert len(srv.requests) == 1 and srv.requests[0]["range"] is None
+
+
+def test_progress_bar_goes_to_stderr(serve, tmp_path, capsys):
+    _, url = serve()
+    download(url, tmp_path / "m.ckpt", sha256=SHA, progress=True, timeout=TIMEOUT)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "m.ckpt" in captured.err
+
+
+def test_cached_file_needs_no_request(serve, tmp_path):
+    srv, url = serve()
+    dest = tmp_path / "model.ckpt"
+    download(url, dest, sha256=SHA, progress=False, timeout=TIMEOUT)
+    assert len(srv.requests) == 1
+    assert download(url, dest, sha256=SHA.upper(), size=len(PAYLOAD), progress=False, timeout=TIMEOUT) == dest
+    assert len(srv.requests) == 1
+    srv.stop()  # no server at all: still served from the cache
+    assert download(url, dest, sha256=SHA, progress=False, timeout=TIMEOUT) == dest
+
+
+def test_existing_mismatching_file_is_replaced(serve, tmp_path):
+    srv, url = serve()
+    dest = tmp_path / "model.ckpt"
+    dest.write_bytes(b"old weights")
+    download(url, dest, sha256=SHA, progress=False, timeout=TIMEOUT)
+    assert dest.read_bytes() == PAYLOAD and len(srv.requests) == 1
+
+
+def test_existing_mismatching_file_survives_failed_download(serve, tmp_path):
+    _, url = serve("corrupt")
+    dest = tmp_path / "model.ckpt"
+    dest.write_bytes(b"old weights")
+    with pytest.raises(CTCFError):
+        download(url, dest, sha256=SHA, progress=False, timeout=TIMEOUT)
+    assert dest.read_bytes() == b"old weights"
+    assert not _part(dest).exists()
+
+
+def test_truncated_then_resumed(serve, tmp_path):
+    _, bad_url = serve("truncate")
+    dest = tmp_path / "model.ckpt"
+    with pytest.raises(CTCFError, match="resume"):
+        download(bad_url, dest, sha256=SHA, size=len(PAYLOAD), progress=False, timeout=TIMEOUT)
+    assert not dest.exists()
+    part = _part(dest)
+    have = part.stat().st_size
+    assert 0 < have < len(PAYLOAD)
+    assert part.read_bytes() == PAYLOAD[:have]
+
+    good, url = serve()
+    download(url, dest, sha256=SHA, size=len(PAYLOAD), progress=False, timeout=TIMEOUT)
+    assert good.requests[0]["range"] == f"bytes={have}-"
+    assert dest.read_bytes() == PAYLOAD
+    assert not part.exists()
+
+
+def test_wrong_checksum_discards(serve, tmp_path):
+    _, url = serve("corrupt")
+    dest = tmp_path / "model.ckpt"
+    with pytest.raises(CTCFError, match=r"(?i)sha256|checksum") as exc:
+        download(url, dest, sha256=SHA, size=len(PAYLOAD), progress=False, timeout=TIMEOUT)
+    assert "discarded" in str(exc.value)
+    assert SHA in str(exc.value)
+    assert not dest.exists()
+    assert not _part(dest).exists()
+
+
+def test_wrong_size_discards(serve, tmp_path):
+    _, url = serve()
+    dest = tmp_path / "model.ckpt"
+    with pytest.raises(CTCFError, match="size") as exc:
+        download(url, dest, size=len(PAYLOAD) + 5, progress=False, timeout=TIMEOUT)
+    assert str(len(PAYLOAD) + 5) in str(exc.value) and "discarded" in str(exc.value)
+    assert not dest.exists() and not _part(dest).exists()
+
+
+def test_http_404(serve, tmp_path):
+    _, url = serve("404")
+    dest = tmp_path / "model.ckpt"
+    with pytest.raises(CTCFError) as exc:
+        download(url, dest, sha256=SHA, progress=False, timeout=TIMEOUT)
+    msg = str(exc.value)
+    assert "404" in msg
+    assert f"download {url} yourself and put it at {dest}" in msg
+    assert "\n" not in msg
+    assert not dest.exists()
+
+
+def test_server_killed_mid_transfer(serve, tmp_path):
+    srv, url = serve("kill")
+    dest = tmp_path / "model.ckpt"
+    with pytest.raises(CTCFError, match="resume"):
+        download(url, dest, sha256=SHA, size=len(PAYLOAD), progress=False, timeout=TIMEOUT)
+    srv.stop()
+    assert not dest.exists()
+    part = _part(dest)
+    if part.exists():  # whatever arrived before the reset is a correct prefix
+        assert part.read_bytes() == PAYLOAD[: part.stat().st_size]
+
+    good, url2 = serve()
+    download(url2, dest, sha256=SHA, size=len(PAYLOAD), progress=False, timeout=TIMEOUT)
+    assert dest.read_bytes() == PAYLOAD
+    assert not part.exists()
+
+
+def test_stalled_server_times_out_and_resumes(serve, tmp_path):
+    _, url = serve("stall")
+    dest = tmp_path / "model.ckpt"
+    with pytest.raises(CTCFError, match="resume"):
+        download(url, dest, sha256=SHA, progress=False, timeout=0.3)
+    assert not dest.exists()
+    have = _part(dest).stat().st_size
+    assert have > 0
+
+    good, url2 = serve()
+    download(url2, dest, sha256=SHA, progress=False, timeout=TIMEOUT)
+    assert good.requests[0]["range"] == f"bytes={have}-"
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_unreachable_host(tmp_path):
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/model.ckpt"
+    dest = tmp_path / "model.ckpt"
+    with pytest.raises(CTCFError) as exc:
+        download(url, dest, sha256=SHA, progress=False, timeout=TIMEOUT)
+    assert f"download {url} yourself and put it at {dest}" in str(exc.value)
+    assert not dest.exists()
+
+
+def test_server_ignoring_range_restarts(serve, tmp_path):
+    srv, url = serve("ignore_range")
+    dest = tmp_path / "model.ckpt"
+    _part(dest).write_bytes(b"\x00" * 1000)  # a stale .part that does not match the payload
+    download(url, dest, sha256=SHA, size=len(PAYLOAD), progress=False, timeout=TIMEOUT)
+    assert srv.requests[0]["range"] == "bytes=1000-"
+    assert dest.read_bytes() == PAYLOAD
+    assert not _part(dest).exists()
+
+
+def test_part_already_complete_or_too_big(serve, tmp_path):
+    srv, url = serve()
+    dest = tmp_path / "model.ckpt"
+    _part(dest).write_bytes(b"\x00" * (len(PAYLOAD) + 10))
+    download(url, dest, sha256=SHA, size=len(PAYLOAD), progress=False, timeout=TIMEOUT)
+    assert srv.requests[0]["range"] is None  # size known: restarted clean without asking for a range
+    assert dest.read_bytes() == PAYLOAD
+
+    dest.unlink()
+    _part(dest).write_bytes(b"\x00" * len(PAYLOAD))  # size unknown: the server answers 416, we restart
+    download(url, dest, sha256=SHA, progress=False, timeout=TIMEOUT)
+    assert srv.requests[-2]["range"] == f"bytes={len(PAYLOAD)}-"
+    assert srv.requests[-1]["range"] is None
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_cache_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("CTCF_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_dir(tmp_path / "arg") == tmp_path / "arg"
+    assert cache_dir() == tmp_path / "env"
+    monkeypatch.delenv("CTCF_CACHE_DIR")
+    default = cache_dir()
+    assert default.name in ("ctcounterfactual", "Cache")
+    assert not (tmp_path / "env").exists() and not (tmp_path / "arg").exists()
+    if sys.platform.startswith("linux"):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert cache_dir() == tmp_path / "xdg" / "ctcounterfactual"
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        assert cache_dir() == Path.home() / ".cache" / "ctcounterfactual"
