@@ -73,9 +73,15 @@ def register(
     sidecar = Path(path).with_suffix(".json")
     convention = json.loads(sidecar.read_text()).get("convention", {}) if sidecar.is_file() else {}
     entry = CatalogEntry(
-        name=name, kind=kind, file=str(Path(path).resolve().relative_to(catalog.parent.resolve())),
-        sha256=sha256_of(path), bytes=Path(path).stat().st_size, targets=targets, convention=convention,
-        training=training, notes=notes,
+        name=name,
+        kind=kind,
+        file=str(Path(path).resolve().relative_to(catalog.parent.resolve())),
+        sha256=sha256_of(path),
+        bytes=Path(path).stat().st_size,
+        targets=targets,
+        convention=convention,
+        training=training,
+        notes=notes,
     )
     doc["models"] = [e for e in doc["models"] if e["name"] != name] + [entry.__dict__]
     write_json_atomic(catalog, doc)

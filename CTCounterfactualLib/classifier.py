@@ -68,6 +68,13 @@ class Classifier:
         return self
 
 
+def save_torchscript(module: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Script and save a classifier module (the file format ``load_classifier`` reads)."""
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the format is still what users ship
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(path))
+
+
 def load_classifier(path: str | os.PathLike) -> Classifier:
     """Load a TorchScript classifier with its JSON sidecar (``model.json`` beside ``model.pt``).
 

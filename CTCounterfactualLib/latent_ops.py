@@ -57,6 +57,11 @@ def decode_slices(
     return out
 
 
+def reconstruct(ae: SliceAutoencoder, unit: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    """D(E(x)) of a (D, H, W) [0, 1] volume, in [0, 1] window units."""
+    return decode_slices(ae, encode_volume(ae, unit, batch), tuple(unit.shape[-2:]), batch)
+
+
 def volume_gradient(score: ScoreFn, unit: torch.Tensor) -> tuple[float, torch.Tensor]:
     """Prediction and d(prediction)/d(volume) from one classifier forward+backward."""
     x = unit.detach().requires_grad_(True)

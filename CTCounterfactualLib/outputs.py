@@ -39,6 +39,13 @@ CHUNK_COLUMNS = (
 )
 
 
+def _chmod_default(path: str | os.PathLike, mode: int) -> None:
+    """Give ``path`` the mode a plain create would have had under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def write_chunks_csv(result: ExplainResult, path: Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -108,9 +115,7 @@ def write_outputs(result: ExplainResult, geometry: Geometry, out_dir: str | os.P
         raise CTCFError(f"output path {out} exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise become the folder's mode
+    _chmod_default(stage, 0o777)  # mkdtemp's 0700 would otherwise become the folder's mode
     try:
         write_volume(result.counterfactual_hu, geometry, stage / "counterfactual.nrrd")
         write_volume(result.reconstruction_hu, geometry, stage / "reconstruction.nrrd")
@@ -137,9 +142,7 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would otherwise become the file's mode
+        _chmod_default(tmp, 0o666)  # mkstemp's 0600 would otherwise become the file's mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

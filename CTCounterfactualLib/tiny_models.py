@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .autoencoder import SliceAutoencoder
-from .classifier import Classifier
+from .classifier import Classifier, save_torchscript
 from .conventions import SliceConvention, VolumeConvention
+from .latent_ops import reconstruct
 from .vqgan import VQGANConfig, VQModel
 
 
@@ -83,9 +83,7 @@ def save_tiny_models(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
     (folder / "tiny_vqgan.json").write_text(json.dumps(ae_meta, indent=2))
     clf = tiny_classifier(seed)
     clf_path = folder / "tiny_classifier.pt"
-    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13 but is the classifier file format
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(clf.module).save(str(clf_path))
+    save_torchscript(clf.module, clf_path)
     clf_meta = {
         "name": "tiny-classifier",
         "targets": clf.targets,
@@ -101,7 +99,6 @@ def save_tiny_models(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
 def center_classifier(clf: Classifier, ae: SliceAutoencoder, hu: torch.Tensor, prob: float = 0.9) -> None:
     """Shift the tiny net's head bias so that the reconstruction of ``hu`` scores ``prob`` on
     every target: a random net then sits on the steep part of its sigmoid, as a trained one would."""
-    unit = ae.window.to_unit(hu).clamp(0, 1)
-    recon = ae.window.to_hu(ae.decode(ae.encode(unit), tuple(hu.shape[-2:])))
+    recon = ae.window.to_hu(reconstruct(ae, ae.window.to_unit(hu).clamp(0, 1)))
     logits = clf.module.head(clf.module.features(clf.convention.to_model(recon)).mean(dim=(2, 3, 4)))[0]
     clf.module.head.bias -= logits - torch.logit(torch.tensor(prob, dtype=logits.dtype))

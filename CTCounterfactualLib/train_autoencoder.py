@@ -176,10 +176,10 @@ def save_autoencoder(model: VQModel, convention: SliceConvention, path: str | os
 
 def reconstruction_mae_hu(ae: SliceAutoencoder, hu: np.ndarray, body: np.ndarray, batch: int = 16) -> float:
     """Mean absolute HU error of D(E(x)) inside ``body`` (HU clipped to the window on both sides)."""
-    from .latent_ops import decode_slices, encode_volume
+    from .latent_ops import reconstruct
 
     t = torch.as_tensor(hu, dtype=torch.float32)
     unit = ae.window.to_unit(t).clamp(0, 1)
-    rec = decode_slices(ae, encode_volume(ae, unit, batch), tuple(hu.shape[-2:]), batch)
+    rec = reconstruct(ae, unit, batch)
     diff = (ae.window.to_hu(rec.clamp(0, 1)) - ae.window.to_hu(unit)).abs().numpy()
     return float(diff[body].mean())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,9 @@ import torch
 from torch import nn
 
 from .autoencoder import SliceAutoencoder
+from .classifier import save_torchscript
 from .conventions import HUWindow, VolumeConvention
+from .latent_ops import reconstruct
 from .phantom import PhantomSpec, make_phantom
 
 EFFUSION_CONVENTION = VolumeConvention(
@@ -88,14 +89,6 @@ def random_effusion_spec(seed: int, positive: bool, **kwargs) -> PhantomSpec:
     )
 
 
-@torch.no_grad()
-def _reconstruct(ae: SliceAutoencoder, hu: torch.Tensor, batch: int = 16) -> torch.Tensor:
-    from .latent_ops import decode_slices, encode_volume
-
-    unit = ae.window.to_unit(hu).clamp(0, 1)
-    return ae.window.to_hu(decode_slices(ae, encode_volume(ae, unit, batch), tuple(hu.shape[-2:]), batch))
-
-
 def phantom_dataset(
     seeds: list[int], ae: SliceAutoencoder | None, conv: VolumeConvention, recon_share: float = 0.5
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +98,7 @@ def phantom_dataset(
         positive = i % 2 == 0
         hu = torch.as_tensor(make_phantom(random_effusion_spec(seed, positive)).hu)
         if ae is not None and (i // 2) % round(1 / recon_share) == 0:
-            hu = _reconstruct(ae, hu)
+            hu = ae.window.to_hu(reconstruct(ae, ae.window.to_unit(hu).clamp(0, 1)))
         xs.append(conv.to_model(hu.clamp(-1000, 1000))[0])
         ys.append(float(positive))
     return torch.stack(xs), torch.tensor(ys)
@@ -150,9 +143,7 @@ def save_classifier(net: nn.Module, path: str | os.PathLike, info: dict, thresho
     """TorchScript file + the sidecar JSON the engine reads (targets, sigmoid, convention)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13 but is the classifier file format
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(net).save(str(path))
+    save_torchscript(net, path)
     meta = {
         "name": path.stem,
         "targets": EFFUSION_TARGETS,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conventions import HUWindow, VolumeConvention
+from .classifier import save_torchscript
 from .phantom import LABELS, PhantomSpec, make_phantom
+from .train_classifier import EFFUSION_CONVENTION
 
-LUNGSIZE_CONVENTION = VolumeConvention(
-    window=HUWindow(-1000.0, 1000.0),
-    clip=False,
-    size=64,
-    input_scale=2.0,
-    input_offset=-1.0,
-    layout="NCDHW",
-)
+LUNGSIZE_CONVENTION = EFFUSION_CONVENTION  # same input as the demo effusion classifier
 LUNG_LABELS = (LABELS["right_lung"], LABELS["left_lung"], LABELS["vessels"], LABELS["nodule"])
 
 
@@ -147,9 +140,7 @@ def real_ct_dice(
 def save_lungsize(net: LungSegNet, path: str | os.PathLike, info: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # TorchScript is deprecated in torch 2.13 but is the classifier file format
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(LungSize(net)).save(str(path))
+    save_torchscript(LungSize(net), path)
     meta = {
         "name": path.stem,
         "targets": ["lung size"],
