@@ -1,0 +1,53 @@
+"""Classifier file formats: one loader per format, chosen by name, and third-party plug-ins.
+
+A format loader takes a path and returns a :class:`Classifier`. Built-in formats register in
+``CLASSIFIER_LOADERS``; other packages add formats through the ``ctcf.classifiers`` entry-point
+group (``[project.entry-points."ctcf.classifiers"] myformat = "mypkg.module:load"``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .classifier import Classifier, load_classifier
+from .errors import CTCFError
+
+PLUGIN_GROUP = "ctcf.classifiers"
+
+ClassifierLoader = Callable[[Path], Classifier]
+
+CLASSIFIER_LOADERS: dict[str, ClassifierLoader] = {"torchscript": load_classifier}
+
+
+def plugin_loaders() -> dict[str, ClassifierLoader]:
+    """Loaders installed by other packages under the ``ctcf.classifiers`` entry-point group."""
+    found: dict[str, ClassifierLoader] = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as e:  # a broken plug-in must not break the built-in formats
+            found[ep.name] = _broken(ep.name, e)
+    return found
+
+
+def _broken(name: str, error: Exception) -> ClassifierLoader:
+    def fail(path: Path) -> Classifier:
+        raise CTCFError(f"classifier plug-in {name!r} failed to import: {error}")
+
+    return fail
+
+
+def classifier_formats() -> list[str]:
+    """Every format name ``open_classifier`` accepts (built-in first, then plug-ins)."""
+    return list(CLASSIFIER_LOADERS) + sorted(set(plugin_loaders()) - set(CLASSIFIER_LOADERS))
+
+
+def open_classifier(path: str | os.PathLike, fmt: str = "torchscript") -> Classifier:
+    """Load the classifier at ``path`` with the loader for ``fmt``."""
+    loaders = {**plugin_loaders(), **CLASSIFIER_LOADERS}
+    if fmt not in loaders:
+        raise CTCFError(f"unknown classifier format {fmt!r}; known formats: {', '.join(classifier_formats())}")
+    return loaders[fmt](Path(path))
