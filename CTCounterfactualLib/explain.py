@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ class ExplainConfig:
     search: SearchParams = field(default_factory=SearchParams)
     device: str = "auto"
     dtype: torch.dtype = torch.float32
+    keep_sweep: bool = False  # keep the output chunk's lambda-sweep frames (a movie of the shift)
 
 
 @dataclass
@@ -73,6 +75,16 @@ class ExplainResult:
     faithful: bool
     slices: tuple[int, int]
     chunk_size: int
+    sweep: list[SweepFrame] = field(default_factory=list)  # output chunk only, with keep_sweep
+
+
+@dataclass
+class SweepFrame:
+    """One frame of the output chunk's lambda sweep: the chunk's slices at ``lam``, in HU."""
+
+    lam: float
+    prediction: float
+    slab_hu: np.ndarray  # (stop - start, H, W) float32
 
 
 def resolve_device(name: str) -> torch.device:
@@ -143,6 +155,13 @@ class _FastShifter:
         finally:
             self.work[a:b] = self.x0[a:b]
         return Shift(pred, float((self.x0[a:b] - frame).abs().sum()), frame)
+
+
+def _frame_collector(frames: list) -> Callable[[int, float, Shift], None]:
+    def collect(i: int, lam: float, s: Shift) -> None:
+        frames.append((lam, s.pred, s.frame))
+
+    return collect
 
 
 def _reporting(shifter, progress: Progress, n: int, total: int, a: int, b: int):
@@ -221,7 +240,10 @@ def explain(
     heatmap = torch.zeros_like(x0)
     results: list[ChunkResult] = []
     best: tuple[float, int, torch.Tensor] | None = None
+    best_sweep: list[tuple[float, float, torch.Tensor]] = []
     for n, (a, b) in enumerate(chunks):
+        frames: list[tuple[float, float, torch.Tensor]] = []
+        keep = _frame_collector(frames) if cfg.keep_sweep else None
         progress("search", n, len(chunks), f"lambda search on slices {a}-{b - 1}")
         if cfg.faithful:
             with timer.stage("gradient"):
@@ -230,7 +252,7 @@ def explain(
                 shifter = _reporting(
                     _FaithfulShifter(ae, score, z, gc, x0, a, b, batch), progress, n, len(chunks), a, b
                 )
-                outcome = latent_shift(shifter, shifter(0.0), pixel_sum, cfg.search)  # the reference decodes 0 too
+                outcome = latent_shift(shifter, shifter(0.0), pixel_sum, cfg.search, keep)  # reference decodes 0
             del gc
         else:
             pred0 = recon_pred
@@ -238,7 +260,7 @@ def explain(
                 shifter = _reporting(
                     _FastShifter(ae, score, z, g, x0, work, a, b, batch), progress, n, len(chunks), a, b
                 )
-                outcome = latent_shift(shifter, Shift(pred0, 0.0, x0[a:b]), pixel_sum, cfg.search)
+                outcome = latent_shift(shifter, Shift(pred0, 0.0, x0[a:b]), pixel_sum, cfg.search, keep)
         heatmap[a:b] = outcome.heatmap
         results.append(
             ChunkResult(
@@ -255,6 +277,7 @@ def explain(
         )
         if best is None or outcome.min_pred < best[0]:
             best = (outcome.min_pred, n, outcome.cf_frame)
+            best_sweep = frames
     progress("search", len(chunks), len(chunks), "search done")
 
     _, chosen, cf_frame = best
@@ -285,4 +308,5 @@ def explain(
         faithful=cfg.faithful,
         slices=(start, stop),
         chunk_size=cfg.chunk_size,
+        sweep=[SweepFrame(lam, pred, to_np(window.to_hu(f))) for lam, pred, f in best_sweep],
     )

@@ -37,6 +37,8 @@ CHUNK_COLUMNS = (
     "prediction_cf",
     "stop_reason",
 )
+SWEEP_DIR = "sweep"  # optional (--sweep): frame_NN.nrrd slabs of the output chunk + sweep.csv
+SWEEP_COLUMNS = ("frame", "file", "lambda", "prediction", "slice_start", "slice_end")
 
 
 def _chmod_default(path: str | os.PathLike, mode: int) -> None:
@@ -108,6 +110,28 @@ def plot_predictions(result: ExplainResult, path: Path) -> None:
     plt.close(fig)
 
 
+def slab_geometry(geometry: Geometry, start: int, stop: int) -> Geometry:
+    """Geometry of slices ``start:stop`` of a volume: same grid, origin moved to slice ``start``."""
+    d = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    origin = np.asarray(geometry.origin, dtype=float) + d[:, 2] * geometry.spacing[2] * start
+    size = (geometry.size[0], geometry.size[1], stop - start)
+    return Geometry(size, geometry.spacing, tuple(float(v) for v in origin), geometry.direction)
+
+
+def write_sweep(result: ExplainResult, geometry: Geometry, folder: Path) -> None:
+    """The output chunk's lambda sweep: one NRRD slab per frame (CF first, lambda 0 last) + sweep.csv."""
+    chunk = result.chunks[result.chosen]
+    slab = slab_geometry(geometry, chunk.start, chunk.stop)
+    folder.mkdir()
+    with open(folder / "sweep.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(SWEEP_COLUMNS)
+        for i, frame in enumerate(result.sweep):
+            name = f"frame_{i:02d}.nrrd"
+            write_volume(frame.slab_hu, slab, folder / name)
+            w.writerow([i, name, f"{frame.lam:g}", f"{frame.prediction:.8g}", chunk.start, chunk.stop])
+
+
 def write_outputs(result: ExplainResult, geometry: Geometry, out_dir: str | os.PathLike, summary: dict) -> Path:
     """Write every output file of ``result`` into ``out_dir`` atomically; returns the folder."""
     out = Path(out_dir)
@@ -123,10 +147,16 @@ def write_outputs(result: ExplainResult, geometry: Geometry, out_dir: str | os.P
         write_volume(result.difference_hu.astype(np.float32), geometry, stage / "difference.nrrd")
         write_chunks_csv(result, stage / "chunks.csv")
         plot_predictions(result, stage / "predictions.png")
+        if result.sweep:
+            write_sweep(result, geometry, stage / SWEEP_DIR)
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
         if not out.exists():
             os.replace(stage, out)
         else:
+            if (out / SWEEP_DIR).is_dir():  # a previous run's sweep must not pass for this run's
+                shutil.rmtree(out / SWEEP_DIR)
+            if (stage / SWEEP_DIR).is_dir():
+                os.replace(stage / SWEEP_DIR, out / SWEEP_DIR)
             # summary.json last: its presence marks a complete result
             for name in OUTPUT_FILES:
                 os.replace(stage / name, out / name)
