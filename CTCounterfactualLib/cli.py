@@ -40,6 +40,8 @@ Outputs in --out (written all at once; an interrupted run leaves the folder as i
                        lambda, prediction_cf, stop_reason
   predictions.png      per-chunk prediction with the input's and reconstruction's as lines
   summary.json         input geometry, model SHA256s, predictions, lambdas, timings, peak memory
+  sweep/               only with --sweep: frame_NN.nrrd (the output chunk's slices from the CF's
+                       lambda to 0, placed at their position in the input) and sweep.csv
 """
 
 
@@ -74,6 +76,11 @@ def _add_explain(sub) -> None:
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto (GPU if any)")
     p.add_argument("--batch-size", type=int, default=8, help="slices per autoencoder batch (default 8)")
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also write sweep/: the output chunk's lambda sweep, one NRRD of its slices per frame + sweep.csv",
+    )
     p.add_argument(
         "--progress",
         choices=PROGRESS_KINDS,
@@ -136,6 +143,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         mode=args.mode,
         faithful=args.faithful,
         batch_size=args.batch_size,
+        keep_sweep=args.sweep,
         search=search,
         device=args.device,
     )
