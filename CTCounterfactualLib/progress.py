@@ -11,8 +11,6 @@ import json
 import sys
 from typing import TextIO
 
-from tqdm import tqdm
-
 PROGRESS_KINDS = ("bar", "json", "none")
 
 
@@ -34,12 +32,14 @@ class BarProgress:
 
     def __init__(self) -> None:
         self.stage: str | None = None
-        self.bar: tqdm | None = None
+        self.bar = None
 
     def __call__(self, stage: str, done: int, total: int, message: str, **extra) -> None:
         if stage != self.stage:
             self.close()
             self.stage = stage
+            from tqdm import tqdm  # here, so the Slicer module can parse progress lines without tqdm
+
             self.bar = tqdm(total=max(total, 1), desc=stage, unit="", leave=True, file=sys.stderr)
         if self.bar is not None:
             self.bar.total = max(total, 1)

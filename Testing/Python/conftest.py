@@ -4,6 +4,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# the Slicer module folder: its scene package (CTCounterfactualScene) runs on PyPI slicer-core
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "CTCounterfactual"))
 
 import pytest  # noqa: E402
 import SimpleITK as sitk  # noqa: E402

@@ -1,0 +1,119 @@
+"""Put one engine run (an output folder of ``ctcf explain``) into a scene, next to its input.
+
+Every run adds new nodes under a new subject-hierarchy folder beside the input, so running twice
+on the same input keeps both result sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import slicer
+
+from .chunk_plot import chunk_table, prediction_chart, read_chunk_rows
+from .result_layout import jump_to_slice, show_result
+from .sweep_sequence import sweep_sequence
+from .volume_nodes import read_volume_node, same_geometry, show_as_heatmap, slice_center_ras
+
+ROLE = "CTCounterfactual.Role"  # node attribute: which output a node holds
+INPUT_ID = "CTCounterfactual.InputVolumeID"  # on the table/chart: the volume the chunk slices index
+HEATMAP_THRESHOLD_SHARE = 0.1  # heatmap voxels below 10% of its maximum are transparent
+
+
+@dataclass
+class ResultNodes:
+    """IDs of the nodes one run added (``None`` where the run had no such output)."""
+
+    folder_item: int
+    counterfactual: str
+    reconstruction: str
+    heatmap: str
+    difference: str
+    table: str
+    chart: str
+    series: list[str]
+    sequence: str | None
+    browser: str | None
+    summary: dict
+
+
+def _subject_hierarchy(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLSubjectHierarchyNode:
+    return slicer.vtkMRMLSubjectHierarchyNode.ResolveSubjectHierarchy(scene)
+
+
+def _item(sh: slicer.vtkMRMLSubjectHierarchyNode, node) -> int:
+    """The node's subject-hierarchy item (Slicer makes one for every node; a bare scene may not have)."""
+    item = sh.GetItemByDataNode(node)
+    return item if item else sh.CreateItem(sh.GetSceneItemID(), node)
+
+
+def _result_folder(scene: slicer.vtkMRMLScene, input_node, name: str) -> int:
+    """A new folder under the input's parent (its study, when loaded from DICOM)."""
+    sh = _subject_hierarchy(scene)
+    parent = sh.GetItemParent(_item(sh, input_node))
+    return sh.CreateFolderItem(parent, scene.GenerateUniqueName(name))
+
+
+def load_results(
+    scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVolumeNode, out_dir: str | os.PathLike
+) -> ResultNodes:
+    """Load every output in ``out_dir`` as nodes, place them under the input's study, show the layout."""
+    out = Path(out_dir)
+    summary = json.loads((out / "summary.json").read_text())
+    target = summary["target"]["name"]
+    base = f"{input_node.GetName()} CF {target}"
+    folder = _result_folder(scene, input_node, f"{base} ({summary['mode']})")
+    nodes = {}
+    for role in ("counterfactual", "reconstruction", "heatmap", "difference"):
+        node = read_volume_node(scene, out / f"{role}.nrrd", f"{base} {role}")
+        if not same_geometry(node, input_node):
+            raise ValueError(f"{role}.nrrd in {out} does not have the geometry of {input_node.GetName()}")
+        node.SetAttribute(ROLE, role)
+        nodes[role] = node
+    show_as_heatmap(scene, nodes["heatmap"], HEATMAP_THRESHOLD_SHARE)
+    table = chunk_table(scene, read_chunk_rows(out / "chunks.csv"), f"{base} chunks")
+    chart, series = prediction_chart(scene, table, target, f"{base} predictions")
+    for node in (table, chart):
+        node.SetAttribute(INPUT_ID, input_node.GetID())
+    sequence = browser = None
+    if (out / "sweep" / "sweep.csv").is_file():
+        sequence, browser = sweep_sequence(scene, out / "sweep", base)
+    sh = _subject_hierarchy(scene)
+    for node in [*nodes.values(), table, chart, *series, sequence, browser]:
+        if node is not None:
+            sh.SetItemParent(_item(sh, node), folder)
+    show_result(scene, input_node.GetID(), nodes["counterfactual"].GetID(), nodes["heatmap"].GetID(), chart.GetID())
+    chunk = summary["output_chunk"]
+    jump_to_slice(scene, slice_center_ras(input_node, (chunk["start"] + chunk["end"] - 1) / 2))
+    return ResultNodes(
+        folder_item=folder,
+        counterfactual=nodes["counterfactual"].GetID(),
+        reconstruction=nodes["reconstruction"].GetID(),
+        heatmap=nodes["heatmap"].GetID(),
+        difference=nodes["difference"].GetID(),
+        table=table.GetID(),
+        chart=chart.GetID(),
+        series=[s.GetID() for s in series],
+        sequence=sequence.GetID() if sequence is not None else None,
+        browser=browser.GetID() if browser is not None else None,
+        summary=summary,
+    )
+
+
+def jump_to_chunk(scene: slicer.vtkMRMLScene, table_or_chart, row: int) -> tuple[float, float, float]:
+    """Centre the linked views on chunk ``row`` of a result table (what a click on a plot point does)."""
+    table = table_or_chart
+    if table.IsA("vtkMRMLPlotChartNode"):
+        table = table.GetNthPlotSeriesNode(0).GetTableNode()
+    column = table.GetTable().GetColumnByName("chunk_center")
+    if not 0 <= row < column.GetNumberOfTuples():
+        raise IndexError(f"chunk row {row} is out of range (the table has {column.GetNumberOfTuples()} rows)")
+    input_node = scene.GetNodeByID(table.GetAttribute(INPUT_ID) or "")
+    if input_node is None:
+        raise ValueError("the result's input volume is no longer in the scene")
+    ras = slice_center_ras(input_node, column.GetValue(row))
+    jump_to_slice(scene, ras)
+    return ras
