@@ -11,44 +11,15 @@ import slicer
 from CTCounterfactualScene import result_layout as layout
 from CTCounterfactualScene.chunk_plot import read_chunk_rows
 from CTCounterfactualScene.results_to_scene import jump_to_chunk, load_results
-from CTCounterfactualScene.volume_nodes import ijk_to_ras, read_volume_node, slice_center_ras
+from CTCounterfactualScene.volume_nodes import ijk_to_ras, slice_center_ras
+from mrml_scene import add_input, new_scene, voxels
 from vtk.util.numpy_support import vtk_to_numpy
-
-LOGICS = []  # module logics must outlive the scenes they serve
-
-
-def new_scene() -> slicer.vtkMRMLScene:
-    """A scene with the module logics the Slicer application would attach to it."""
-    scene = slicer.vtkMRMLScene()
-    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)  # Axial, Sagittal, Coronal
-    # default colour nodes (Grey, PET-Heat, ...); subject hierarchy items for new nodes; sequence node classes
-    # and, as the layout manager does, views for the layout
-    logics = (
-        slicer.vtkMRMLColorLogic(),
-        slicer.vtkSlicerSubjectHierarchyModuleLogic(),
-        slicer.vtkSlicerSequencesLogic(),
-    )
-    for logic in (*logics, slicer.vtkMRMLLayoutLogic()):
-        logic.SetMRMLScene(scene)
-        LOGICS.append(logic)
-    return scene
-
-
-def voxels(node) -> np.ndarray:
-    image = node.GetImageData()
-    d = image.GetDimensions()
-    return vtk_to_numpy(image.GetPointData().GetScalars()).reshape(d[2], d[1], d[0])
 
 
 @pytest.fixture()
 def scene_with_input(small_ct):
     scene = new_scene()
-    node = read_volume_node(scene, small_ct, "chest")
-    sh = slicer.vtkMRMLSubjectHierarchyNode.ResolveSubjectHierarchy(scene)
-    sh.CreateItem(sh.GetSceneItemID(), node)  # in Slicer the (Qt) subject hierarchy plugin logic does this
-    patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient 1")
-    study = sh.CreateStudyItem(patient, "CT chest")
-    sh.SetItemParent(sh.GetItemByDataNode(node), study)
+    node, study = add_input(scene, small_ct)
     return scene, node, study
 
 
