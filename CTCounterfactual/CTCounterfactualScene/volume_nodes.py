@@ -68,3 +68,16 @@ def show_as_heatmap(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLScalarVolume
     display.SetApplyThreshold(True)
     display.SetLowerThreshold(threshold_share * hi)
     display.SetUpperThreshold(hi)
+
+
+def write_volume_file(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLVolumeNode, path: str | os.PathLike) -> None:
+    """Write ``node`` to ``path`` (NRRD) for the engine, without touching the node's own storage node."""
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)  # a storage node writes through its scene
+    try:
+        storage.SetFileName(str(path))
+        storage.SetUseCompression(False)
+        if not storage.WriteData(node):
+            raise RuntimeError(f"cannot write {node.GetName()} to {path}")
+    finally:
+        scene.RemoveNode(storage)
