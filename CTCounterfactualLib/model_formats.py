@@ -7,6 +7,7 @@ group (``[project.entry-points."ctcf.classifiers"] myformat = "mypkg.module:load
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -19,7 +20,25 @@ PLUGIN_GROUP = "ctcf.classifiers"
 
 ClassifierLoader = Callable[[Path], Classifier]
 
-CLASSIFIER_LOADERS: dict[str, ClassifierLoader] = {"torchscript": load_classifier}
+
+# The published classifiers' modules import lazily so this registry stays cheap to import.
+def _lungmask_r231(path: Path, *, allow_pickle: bool = False) -> Classifier:
+    from .lungmask_unet import load_lungmask_r231
+
+    return load_lungmask_r231(path, allow_pickle=allow_pickle)
+
+
+def _merlin_i3resnet152(path: Path, *, allow_pickle: bool = False) -> Classifier:
+    from .merlin_i3resnet import load_merlin
+
+    return load_merlin(path, allow_pickle=allow_pickle)
+
+
+CLASSIFIER_LOADERS: dict[str, ClassifierLoader] = {
+    "torchscript": load_classifier,
+    "lungmask-r231": _lungmask_r231,
+    "merlin-i3resnet152": _merlin_i3resnet152,
+}
 
 
 def plugin_loaders() -> dict[str, ClassifierLoader]:
@@ -45,9 +64,22 @@ def classifier_formats() -> list[str]:
     return list(CLASSIFIER_LOADERS) + sorted(set(plugin_loaders()) - set(CLASSIFIER_LOADERS))
 
 
-def open_classifier(path: str | os.PathLike, fmt: str = "torchscript") -> Classifier:
-    """Load the classifier at ``path`` with the loader for ``fmt``."""
+def _takes_allow_pickle(loader: ClassifierLoader) -> bool:
+    try:
+        return "allow_pickle" in inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def open_classifier(path: str | os.PathLike, fmt: str = "torchscript", *, allow_pickle: bool = False) -> Classifier:
+    """Load the classifier at ``path`` with the loader for ``fmt``.
+
+    ``allow_pickle`` (``--trust-checkpoint``) reaches the loaders that read pickled weight files.
+    """
     loaders = {**plugin_loaders(), **CLASSIFIER_LOADERS}
     if fmt not in loaders:
         raise CTCFError(f"unknown classifier format {fmt!r}; known formats: {', '.join(classifier_formats())}")
-    return loaders[fmt](Path(path))
+    loader = loaders[fmt]
+    if allow_pickle and _takes_allow_pickle(loader):
+        return loader(Path(path), allow_pickle=True)
+    return loader(Path(path))
