@@ -1,0 +1,506 @@
+"""CT Counterfactual: explain a 3D CT classifier with counterfactual volumes (Latent Shift), inside 3D Slicer.
+
+The Widget only wires the panel to the Logic. The Logic writes the input to a temporary NRRD, runs the
+engine (``CTCounterfactualLib``, the ``ctcf`` CLI) in a separate PythonSlicer process, and loads its
+outputs with ``CTCounterfactualScene`` (tested without the Slicer application on PyPI slicer-core).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import qt
+import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import Choice, FloatRange, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+# The engine and the scene package sit beside this file once installed, and one folder up in the source tree.
+_HERE = Path(__file__).resolve().parent
+for _p in (_HERE, _HERE.parent):
+    if (_p / "CTCounterfactualLib").is_dir() and str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from CTCounterfactualScene.engine_process import (  # noqa: E402
+    EngineProcess,
+    ExplainRequest,
+    engine_environment,
+    explain_command,
+)
+from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
+from CTCounterfactualScene.result_layout import restore_layout  # noqa: E402
+from CTCounterfactualScene.results_to_scene import ResultNodes, jump_to_chunk, load_results  # noqa: E402
+from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
+from CTCounterfactualScene.volume_nodes import write_volume_file  # noqa: E402
+
+REQUIREMENTS = _HERE / "Resources" / "requirements.txt"
+
+
+class CTCounterfactual(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("CT Counterfactual")
+        self.parent.categories = [_("Explainability")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["CTCounterfactual developers"]
+        self.parent.helpText = _(
+            "Explains a 3D CT classifier's prediction with a counterfactual (CF) volume: the CT is encoded slice "
+            "by slice with a VQ-GAN, the classifier's gradient shifts the latents of the chosen slices until the "
+            "prediction falls, and the result is decoded. <b>scan</b> makes one CF per chunk of slices (the "
+            "per-chunk plot shows where the classifier looks); <b>joint</b> moves the whole range at once.<br>"
+            "Outputs: CF, reconstruction, heatmap (over the CF, linked views), per-chunk table and plot (click a "
+            "point to jump there), and the lambda sweep as a sequence. Compare the CF with the reconstruction, "
+            "not with the input. Export scene writes everything to one .mrb file.<br>"
+            "The engine runs in a separate process; Cancel stops it and leaves the scene as it was. "
+            "Research software: not for clinical decisions."
+        )
+        self.parent.acknowledgementText = _(
+            "Method: Cohen, Blankemeier, Chaudhari, 'Explaining 3D Computed Tomography Classifiers with "
+            "Counterfactuals'. Example CT data: TotalSegmentator example (CC BY 4.0)."
+        )
+
+
+@parameterNodeWrapper
+class CTCounterfactualParameterNode:
+    """Panel state, saved with the scene. Search defaults are the reference's (``SearchParams``)."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    autoencoder: str = "demo-vqgan"
+    classifier: str = "demo-effusion"
+    target: str = ""
+    sliceRange: FloatRange = FloatRange(0, 0)  # first and last slice, inclusive
+    chunkSize: Annotated[int, WithinRange(1, 1000)] = 10
+    mode: Annotated[str, Choice(["scan", "joint"])] = "scan"
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    predDiff: Annotated[float, WithinRange(0, 1)] = 0.8
+    predFloor: Annotated[float, WithinRange(0, 1)] = 0.05
+    stepSize: Annotated[float, WithinRange(0.01, 100000)] = 10.0
+    maxSteps: Annotated[float, WithinRange(1, 10000000)] = 3000.0
+    maxPixelDiffPct: Annotated[float, WithinRange(0.001, 1)] = 0.05
+    lambdaSweepSteps: Annotated[int, WithinRange(2, 100)] = 10
+    heatmapMethod: Annotated[str, Choice(["int", "mean", "mm", "max"])] = "int"
+    batchSize: Annotated[int, WithinRange(1, 256)] = 8
+    keepSweep: bool = True
+
+
+class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: selectors bound to the parameter node, Generate/Cancel, progress, log, export."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic: CTCounterfactualLogic | None = None
+        self._parameterNode: CTCounterfactualParameterNode | None = None
+        self._parameterNodeGuiTag = None
+        self.job: EngineJob | None = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(200)
+        self.timer.connect("timeout()", self.onTimer)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CTCounterfactual.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = CTCounterfactualLogic()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, lambda *a: restore_layout(slicer.mrmlScene))
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.exportSceneButton.connect("clicked(bool)", self.onExportScene)
+        self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
+        self.ui.autoencoderSelector.connect("activated(int)", lambda i: self.onModelChosen("autoencoder"))
+        self.ui.classifierSelector.connect("activated(int)", lambda i: self.onModelChosen("classifier"))
+        self.ui.targetSelector.connect("currentTextChanged(QString)", self.onTargetChanged)
+        self.fillModelSelectors()
+        self.initializeParameterNode()
+        self.connectPlotClicks()
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+        if self.job is not None:
+            self.job.cancel()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if first:
+                self._parameterNode.inputVolume = first
+
+    def setParameterNode(self, node: CTCounterfactualParameterNode | None) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGui)
+        self._parameterNode = node
+        if node:
+            self._parameterNodeGuiTag = node.connectGui(self.ui)
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGui)
+            self.updateGui()
+
+    # --- models and targets (their lists depend on the catalog and the chosen classifier)
+
+    def fillModelSelectors(self) -> None:
+        for kind, combo in (("autoencoder", self.ui.autoencoderSelector), ("classifier", self.ui.classifierSelector)):
+            combo.clear()
+            for choice in model_choices(kind):
+                combo.addItem(choice.label, choice.name)
+            combo.addItem(LOAD_FROM_FILE, "")
+
+    def onModelChosen(self, kind: str) -> None:
+        combo = self.ui.autoencoderSelector if kind == "autoencoder" else self.ui.classifierSelector
+        value = combo.currentData
+        if not value:  # "Load from file..."
+            value = qt.QFileDialog.getOpenFileName(
+                slicer.util.mainWindow(),
+                _("Choose the {kind} weights").format(kind=kind),
+                "",
+                "Weights (*.pt *.pth *.ckpt)",
+            )
+            if not value:
+                self.updateGui()
+                return
+        setattr(self._parameterNode, kind, value)
+
+    def targetNames(self) -> list[str]:
+        name = self._parameterNode.classifier
+        if os.path.isfile(name):
+            return targets_of_file(name)
+        return next((c.targets for c in model_choices("classifier") if c.name == name), [])
+
+    def onTargetChanged(self, text: str) -> None:
+        if self._parameterNode and text and self._parameterNode.target != text:
+            self._parameterNode.target = text
+
+    def onInputChanged(self, node) -> None:
+        if node is None or node.GetImageData() is None or not self._parameterNode:
+            return
+        last = node.GetImageData().GetDimensions()[2] - 1
+        self.ui.sliceRangeWidget.maximum = last
+        self._parameterNode.sliceRange = FloatRange(0, last)
+
+    def updateGui(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if p is None:
+            return
+        for kind, combo in (("autoencoder", self.ui.autoencoderSelector), ("classifier", self.ui.classifierSelector)):
+            value = getattr(p, kind)
+            index = combo.findData(value)
+            if index < 0 and value:  # a file chosen earlier or saved in the scene
+                combo.insertItem(combo.count - 1, os.path.basename(value), value)
+                index = combo.findData(value)
+            combo.setCurrentIndex(index)
+        targets = self.targetNames()
+        if [self.ui.targetSelector.itemText(i) for i in range(self.ui.targetSelector.count)] != targets:
+            self.ui.targetSelector.clear()
+            self.ui.targetSelector.addItems(targets)
+        if targets and p.target not in targets:
+            p.target = targets[0]
+        self.ui.targetSelector.setCurrentText(p.target)
+        states = {c.name: c for c in model_choices("autoencoder") + model_choices("classifier")}
+        missing = [n for n in (p.autoencoder, p.classifier) if n in states and not states[n].usable]
+        self.ui.downloadModelButton.enabled = bool(missing) and self.job is None
+        self.ui.modelStateLabel.text = (
+            _("Not downloaded yet: {names}").format(names=", ".join(missing)) if missing else ""
+        )
+        if p.inputVolume and p.inputVolume.GetImageData():
+            self.ui.sliceRangeWidget.maximum = p.inputVolume.GetImageData().GetDimensions()[2] - 1
+        ready = bool(p.inputVolume and p.target and not missing)
+        self.ui.applyButton.enabled = ready or self.job is not None
+        self.ui.applyButton.text = _("Cancel") if self.job is not None else _("Generate counterfactual")
+
+    # --- running
+
+    def onApplyButton(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.finishJob()
+            self.ui.statusLabel.text = _("Cancelled; the scene was not changed.")
+            return
+        if not self.logic.ensureDependencies():
+            return
+        try:
+            self.job = self.logic.start(self._parameterNode)
+        except Exception as e:
+            slicer.util.errorDisplay(_("Could not start: {error}").format(error=e))
+            return
+        self.ui.logText.clear()
+        self.ui.progressBar.visible = True
+        self.ui.progressBar.setRange(0, 0)
+        self.ui.statusLabel.text = _("Starting the engine...")
+        self.timer.start()
+        self.updateGui()
+
+    def onTimer(self) -> None:
+        job = self.job
+        for event in job.process.poll():
+            if event["total"]:
+                self.ui.progressBar.setRange(0, event["total"])
+                self.ui.progressBar.value = event["done"]
+            self.ui.statusLabel.text = f"{event['stage']}: {event['message']}"
+        for line in job.process.log[job.shown_log :]:
+            self.ui.logText.appendPlainText(line)
+        job.shown_log = len(job.process.log)
+        if job.process.state == "running":
+            return
+        try:
+            if job.process.state == "done":
+                result = self.logic.finish(job)
+                p = result.summary["predictions"]
+                self.ui.statusLabel.text = _(
+                    "Done: {target} input {a:.3f}, reconstruction {b:.3f}, counterfactual {c:.3f}."
+                ).format(
+                    target=result.summary["target"]["name"], a=p["input"], b=p["reconstruction"], c=p["counterfactual"]
+                )
+            else:
+                self.ui.statusLabel.text = _("Failed: {error}").format(error=job.process.error)
+                self.ui.logCollapsibleButton.collapsed = False
+        finally:
+            self.finishJob()
+
+    def finishJob(self) -> None:
+        self.timer.stop()
+        if self.job is not None:
+            self.job.cleanup()
+        self.job = None
+        self.ui.progressBar.visible = False
+        self.updateGui()
+
+    def onDownload(self) -> None:
+        if not self.logic.ensureDependencies():
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Download failed."), waitCursor=True):
+            for name in (p.autoencoder, p.classifier):
+                if any(
+                    c.name == name and not c.usable for c in model_choices("autoencoder") + model_choices("classifier")
+                ):
+                    self.ui.statusLabel.text = _("Downloading {name}...").format(name=name)
+                    slicer.app.processEvents()
+                    self.logic.download(name)
+        self.fillModelSelectors()
+        self.updateGui()
+
+    def onExportScene(self) -> None:
+        path = qt.QFileDialog.getSaveFileName(
+            slicer.util.mainWindow(), _("Export scene"), "counterfactual.mrb", "Medical Reality Bundle (*.mrb)"
+        )
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+                self.logic.exportScene(path)
+                self.ui.statusLabel.text = _("Scene exported to {path}").format(path=path)
+
+    def connectPlotClicks(self) -> None:
+        """A click on a point of the per-chunk plot centres the linked views on that chunk."""
+        lm = slicer.app.layoutManager()
+        for i in range(lm.plotViewCount):
+            view = lm.plotWidget(i).plotView()
+            view.connect("dataSelected(vtkStringArray*, vtkCollection*)", self.onPlotSelection)
+
+    def onPlotSelection(self, seriesIds, selections) -> None:
+        for i in range(seriesIds.GetNumberOfValues()):
+            series = slicer.mrmlScene.GetNodeByID(seriesIds.GetValue(i))
+            rows = selections.GetItemAsObject(i)
+            if series is not None and rows is not None and rows.GetNumberOfTuples():
+                jump_to_chunk(slicer.mrmlScene, series.GetTableNode(), int(rows.GetValue(0)))
+                return
+
+
+class EngineJob:
+    """A started engine run: the process, its temporary folder, and where the results go in the scene."""
+
+    def __init__(self, process: EngineProcess, workdir: str, out_dir: str, input_node) -> None:
+        self.process, self.workdir, self.out_dir, self.input_node = process, workdir, out_dir, input_node
+        self.shown_log = 0
+
+    def cancel(self) -> None:
+        self.process.cancel()
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
+    """Runs the engine for a parameter node and puts its outputs in the scene. Usable without the GUI."""
+
+    def getParameterNode(self) -> CTCounterfactualParameterNode:
+        return CTCounterfactualParameterNode(super().getParameterNode())
+
+    def ensureDependencies(self, ask: bool = True) -> bool:
+        """torch through the PyTorch extension, the engine's small pure-Python needs through pip; asks first."""
+        try:
+            import PyTorchUtils
+        except ImportError:
+            slicer.util.errorDisplay(_("Install the PyTorch extension (Extensions Manager) and restart Slicer."))
+            return False
+        torch_logic = PyTorchUtils.PyTorchUtilsLogic()
+        if not torch_logic.torchInstalled():
+            if ask and not slicer.util.confirmOkCancelDisplay(_("CT Counterfactual needs PyTorch. Install it now?")):
+                return False
+            if torch_logic.installTorch(askConfirmation=False) is None:
+                return False
+        pydeps = getattr(slicer, "pydeps", None) or getattr(slicer, "packaging", None)
+        if pydeps is not None and hasattr(pydeps, "pip_ensure"):
+            reqs = pydeps.load_requirements(str(REQUIREMENTS))
+            pydeps.pip_ensure(reqs, requester="CTCounterfactual")
+        else:  # Slicer before 5.11
+            missing = [r for r in REQUIREMENTS.read_text().split() if not _importable(r)]
+            if missing:
+                if ask and not slicer.util.confirmOkCancelDisplay(
+                    _("CT Counterfactual needs {names}. Install now?").format(names=", ".join(missing))
+                ):
+                    return False
+                slicer.util.pip_install(" ".join(missing))
+        return True
+
+    def request(self, p: CTCounterfactualParameterNode, input_path: str, out_dir: str) -> ExplainRequest:
+        depth = p.inputVolume.GetImageData().GetDimensions()[2]
+        first, last = int(round(p.sliceRange.minimum)), int(round(p.sliceRange.maximum))
+        slices = None if (first, last) in ((0, 0), (0, depth - 1)) else (first, last + 1)
+        return ExplainRequest(
+            input_path=input_path,
+            out_dir=out_dir,
+            autoencoder=p.autoencoder,
+            classifier=p.classifier,
+            target=p.target,
+            slices=slices,
+            chunk_size=p.chunkSize,
+            mode=p.mode,
+            device=p.device,
+            batch_size=p.batchSize,
+            sweep=p.keepSweep,
+            search={
+                "pred_diff": p.predDiff,
+                "pred_floor": p.predFloor,
+                "step_size": p.stepSize,
+                "max_steps": p.maxSteps,
+                "max_pixel_diff_pct": p.maxPixelDiffPct,
+                "lambda_sweep_steps": p.lambdaSweepSteps,
+                "heatmap_method": p.heatmapMethod,
+            },
+        )
+
+    def start(self, p: CTCounterfactualParameterNode) -> EngineJob:
+        """Write the input to a temporary NRRD and start the engine; returns at once."""
+        if not p.inputVolume:
+            raise ValueError(_("choose an input CT volume"))
+        workdir = tempfile.mkdtemp(prefix="CTCounterfactual-")
+        input_path = os.path.join(workdir, "input.nrrd")
+        out_dir = os.path.join(workdir, "out")
+        write_volume_file(slicer.mrmlScene, p.inputVolume, input_path)
+        python = shutil.which("PythonSlicer") or sys.executable
+        env = engine_environment(slicer.util.startupEnvironment())
+        process = EngineProcess(explain_command(self.request(p, input_path, out_dir), python), env=env)
+        return EngineJob(process, workdir, out_dir, p.inputVolume)
+
+    def finish(self, job: EngineJob) -> ResultNodes:
+        """Load a finished run's outputs into the scene (main thread only)."""
+        return load_results(slicer.mrmlScene, job.input_node, job.out_dir)
+
+    def process(self, p: CTCounterfactualParameterNode, wait: bool = True, timeout: float | None = None):
+        """Start a run; with ``wait`` block until it ends and return its result nodes (scripts, tests)."""
+        job = self.start(p)
+        if not wait:
+            return job
+        try:
+            if job.process.wait(timeout) != "done":
+                raise RuntimeError(_("the engine failed: {error}").format(error=job.process.error))
+            return self.finish(job)
+        finally:
+            job.cleanup()
+
+    def download(self, name: str) -> None:
+        """Download a catalog model into the cache, verified (blocking; the engine's downloader)."""
+        env = engine_environment(slicer.util.startupEnvironment())
+        python = shutil.which("PythonSlicer") or sys.executable
+        proc = EngineProcess([python, "-m", "CTCounterfactualLib.cli", "models", "download", name], env=env)
+        if proc.wait() != "done":
+            raise RuntimeError(proc.error)
+
+    def exportScene(self, path: str) -> None:
+        export_mrb(slicer.mrmlScene, path)
+
+
+def _importable(requirement: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec({"PyYAML": "yaml"}.get(requirement, requirement)) is not None
+
+
+class CTCounterfactualTest(ScriptedLoadableModuleTest):
+    """Inside Slicer: the bundled demo end to end, the result nodes, the prediction drop, the MRB round trip."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_demo_end_to_end()
+
+    def test_demo_end_to_end(self) -> None:
+        from CTCounterfactualLib.demo import DEMO_SPEC
+        from CTCounterfactualLib.phantom import make_phantom
+        from CTCounterfactualLib.volume_io import write_volume
+
+        self.delayDisplay("Generating the demo phantom")
+        workdir = Path(tempfile.mkdtemp(prefix="CTCounterfactualTest-"))
+        phantom = make_phantom(DEMO_SPEC)
+        write_volume(phantom.hu, phantom.geometry, workdir / "input.nrrd")
+        node = slicer.util.loadVolume(str(workdir / "input.nrrd"))
+        logic = CTCounterfactualLogic()
+        self.assertTrue(logic.ensureDependencies(ask=False))
+        p = logic.getParameterNode()
+        p.inputVolume = node
+        p.autoencoder, p.classifier, p.target = "demo-vqgan", "demo-effusion", "pleural effusion"
+        p.sliceRange = FloatRange(0, node.GetImageData().GetDimensions()[2] - 1)
+        p.chunkSize = 8
+        self.delayDisplay("Running the engine (about a minute on a CPU)")
+        result = logic.process(p, wait=True, timeout=900)
+        predictions = result.summary["predictions"]
+        self.assertLess(predictions["counterfactual"], 0.5)
+        self.assertGreater(predictions["input"], 0.5)
+        cf = slicer.mrmlScene.GetNodeByID(result.counterfactual)
+        self.assertEqual(cf.GetImageData().GetDimensions(), node.GetImageData().GetDimensions())
+        self.assertIsNotNone(slicer.mrmlScene.GetNodeByID(result.chart))
+        self.assertGreater(slicer.mrmlScene.GetNodeByID(result.sequence).GetNumberOfDataNodes(), 1)
+        self.delayDisplay("Exporting and reloading the scene")
+        mrb = workdir / "scene.mrb"
+        logic.exportScene(str(mrb))
+        cf_array, cf_name = slicer.util.arrayFromVolume(cf).copy(), cf.GetName()
+        slicer.mrmlScene.Clear()
+        slicer.util.loadScene(str(mrb))
+        restore_layout(slicer.mrmlScene)
+        reloaded = slicer.util.getNode(cf_name)
+        self.assertTrue((slicer.util.arrayFromVolume(reloaded) == cf_array).all())
+        shutil.rmtree(workdir, ignore_errors=True)
+        self.delayDisplay("Test passed")

@@ -1,0 +1,60 @@
+"""What the panel's model selectors list: catalog models with their download state and targets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .engine_process import ENGINE_PARENT
+
+CATALOG = ENGINE_PARENT / "Resources" / "models" / "catalog.json"
+LOAD_FROM_FILE = "Load from file..."
+
+
+@dataclass
+class ModelChoice:
+    name: str
+    kind: str  # autoencoder | classifier
+    state: str  # bundled | downloaded | not downloaded | damaged | unknown
+    targets: list[str] = field(default_factory=list)
+    notes: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.state})"
+
+    @property
+    def usable(self) -> bool:
+        return self.state in ("bundled", "downloaded")
+
+
+def model_choices(kind: str, cache: str | None = None) -> list[ModelChoice]:
+    """Catalog entries of ``kind`` with their state, read through the engine's model store.
+
+    Without torch (the PyTorch extension installs it on the first run) the engine cannot be
+    imported; the catalog file is then listed as is, with state ``unknown``.
+    """
+    try:
+        from CTCounterfactualLib.model_store import model_states
+    except ImportError:
+        doc = json.loads(CATALOG.read_text())
+        return [
+            ModelChoice(e["name"], e["kind"], "unknown", list(e.get("targets", [])), e.get("notes", ""))
+            for e in doc["models"]
+            if e["kind"] == kind
+        ]
+    return [
+        ModelChoice(e.name, e.kind, state, e.target_names(), e.notes)
+        for e, state in model_states(cache)
+        if e.kind == kind
+    ]
+
+
+def targets_of_file(path: str) -> list[str]:
+    """Target names from a classifier file's sidecar JSON (``model.json`` beside ``model.pt``)."""
+    from pathlib import Path
+
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.is_file():
+        return []
+    return [str(t) for t in json.loads(sidecar.read_text()).get("targets", [])]
