@@ -149,7 +149,7 @@ class LungmaskLungSize(nn.Module):
     checkpointed so the backward pass holds one batch's activations, not the whole volume's.
     """
 
-    def __init__(self, unet: LungmaskUNet, slice_size: int = LUNGMASK_SLICE_SIZE, batch: int = 8):
+    def __init__(self, unet: LungmaskUNet, slice_size: int = LUNGMASK_SLICE_SIZE, batch: int = 4):
         super().__init__()
         self.unet = unet
         self.slice_size = slice_size
