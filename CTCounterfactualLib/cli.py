@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .cli_evaluate import add_evaluate
 from .errors import CTCFError
 from .explain import MODES, ExplainConfig
 from .progress import PROGRESS_KINDS, JsonProgress, make_progress
@@ -406,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_training(sub)
     _add_train_lungseg(sub)
+    add_evaluate(sub)
     return parser
 
 

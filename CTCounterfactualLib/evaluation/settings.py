@@ -1,0 +1,48 @@
+"""What ``ctcf evaluate`` runs on each volume: the chunk sizes of the sweep and the main chunk size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import CTCFError
+
+DEFAULT_SWEEP = "1,5,10,12,20,all,joint"
+WHOLE = ("all", "joint")  # one chunk over the whole range: the same computation in this engine
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    chunk_size: int = 12  # Table 1, localization, identity (the paper's)
+    sweep: tuple[str, ...] = tuple(DEFAULT_SWEEP.split(","))
+    batch_size: int = 8
+    lungsize: bool = True
+    saliency: bool = True
+
+    def entries(self) -> list[str]:
+        """The sweep entries plus the main chunk size and joint, which the other parts need."""
+        out = list(self.sweep)
+        for e in (str(self.chunk_size), "joint"):
+            if e not in out:
+                out.append(e)
+        return out
+
+
+def parse_sweep(text: str) -> tuple[str, ...]:
+    """'1,5,12,all,joint' -> ('1', '5', '12', 'all', 'joint'); chunk sizes must be positive integers."""
+    entries = []
+    for part in text.split(","):
+        p = part.strip().lower()
+        if not p:
+            continue
+        if p not in WHOLE and not (p.isdigit() and int(p) > 0):
+            raise CTCFError(f"--sweep entry {part!r} is not a chunk size (a positive integer), 'all' or 'joint'")
+        if p not in entries:
+            entries.append(p)
+    if not entries:
+        raise CTCFError("--sweep is empty: give chunk sizes, e.g. 1,5,12,all,joint")
+    return tuple(entries)
+
+
+def chunk_size_for(entry: str, depth: int) -> int:
+    """The chunk size an entry means on a volume of ``depth`` slices (capped at the depth)."""
+    return depth if entry in WHOLE else min(int(entry), depth)
