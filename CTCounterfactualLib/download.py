@@ -11,6 +11,7 @@ import http.client
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
@@ -95,12 +96,14 @@ def download(
     progress: bool = True,
     timeout: float = 30.0,
     chunk: int = 1 << 20,
+    on_progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``), verify size and SHA256, and return the final path.
 
     An existing ``dest`` whose SHA256 matches is returned without network access. Raises :class:`CTCFError` for
     HTTP/network errors (with manual-download instructions), interrupted transfers (the ``.part`` is kept for
-    resuming) and verification failures (the ``.part`` is discarded).
+    resuming) and verification failures (the ``.part`` is discarded). ``on_progress(bytes_so_far, total_or_None)``
+    is called after every block (for GUIs; ``progress`` is the terminal bar).
     """
     dest = Path(dest).expanduser()
     sha256 = sha256.strip().lower() if sha256 else None
@@ -166,6 +169,8 @@ def download(
             out.write(block)
             received += len(block)
             bar.update(len(block))
+            if on_progress is not None:
+                on_progress(start + received, total)
     if error is None and expected_body is not None and received < expected_body:
         error = f"connection closed after {received} of {expected_body} bytes"
     if error is not None:

@@ -14,7 +14,7 @@ from CTCounterfactualLib.phantom import PhantomSpec
 
 
 def test_catalog_entries_match_their_files_and_stay_small():
-    entries = read_catalog()
+    entries = {name: e for name, e in read_catalog().items() if e.bundled}  # the published ones are downloaded
     assert {"demo-vqgan", "demo-effusion", "demo-lungsize"} <= set(entries)
     total = 0
     for e in entries.values():

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import socket
-import struct
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,93 +16,17 @@ from CTCounterfactualLib.errors import CTCFError
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 TIMEOUT = 2.0
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, mode: str, payload: bytes):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.mode = mode
-        self.payload = payload
-        self.requests: list[dict[str, str | None]] = []
-        self.stopped = False
-
-    def handle_error(self, request, client_address) -> None:  # misbehaving modes break sockets on purpose
-        pass
-
-    def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            self.shutdown()
-            self.server_close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def log_message(self, format, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        srv = self.server
-        srv.requests.append({"path": self.path, "range": self.headers.get("Range")})
-        if srv.mode == "404":
-            self.send_error(404, "Not Found")
-            return
-        data = srv.payload
-        if srv.mode == "corrupt":
-            data = bytes([data[0] ^ 0xFF]) + data[1:]
-        start = 0
-        rng = self.headers.get("Range")
-        m = re.fullmatch(r"bytes=(\d+)-", rng or "")
-        if m and srv.mode != "ignore_range":
-            start = int(m.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if srv.mode == "truncate":  # fewer bytes than Content-Length, then a clean close
-            self.wfile.write(body[: len(body) // 2])
-        elif srv.mode == "kill":  # half the body, then an abrupt reset (as if the server died)
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        elif srv.mode == "stall":  # half the body, then silence longer than the client's timeout
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            time.sleep(1.0)
-        else:
-            self.wfile.write(body)
+pytest_plugins = ["http_fixture"]  # the 127.0.0.1 server fixture `serve`
 
 
 @pytest.fixture
-def serve():
-    servers: list[_Server] = []
+def serve(serve):
+    """The shared server fixture, serving this module's PAYLOAD unless told otherwise."""
 
-    def start(mode: str = "good", payload: bytes = PAYLOAD) -> tuple[_Server, str]:
-        srv = _Server(mode, payload)
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(srv)
-        return srv, f"http://127.0.0.1:{srv.server_address[1]}/weights/model.ckpt"
+    def start(mode: str = "good", payload: bytes = PAYLOAD):
+        return serve(mode, payload)
 
-    yield start
-    for srv in servers:
-        srv.stop()
+    return start
 
 
 def _part(dest: Path) -> Path:
