@@ -106,6 +106,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode: CTCounterfactualParameterNode | None = None
         self._parameterNodeGuiTag = None
         self.job: EngineJob | None = None
+        self.connectedPlotViews: set[str] = set()
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self.onTimer)
@@ -282,6 +283,8 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 ).format(
                     target=result.summary["target"]["name"], a=p["input"], b=p["reconstruction"], c=p["counterfactual"]
                 )
+                slicer.app.processEvents()  # let the layout manager create the plot view first
+                self.connectPlotClicks()
             else:
                 self.ui.statusLabel.text = _("Failed: {error}").format(error=job.process.error)
                 self.ui.logCollapsibleButton.collapsed = False
@@ -321,11 +324,17 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("Scene exported to {path}").format(path=path)
 
     def connectPlotClicks(self) -> None:
-        """A click on a point of the per-chunk plot centres the linked views on that chunk."""
+        """A click on a point of the per-chunk plot centres the linked views on that chunk.
+
+        Plot views exist only once a layout shows one, so this runs again after every result.
+        """
         lm = slicer.app.layoutManager()
         for i in range(lm.plotViewCount):
-            view = lm.plotWidget(i).plotView()
-            view.connect("dataSelected(vtkStringArray*, vtkCollection*)", self.onPlotSelection)
+            widget = lm.plotWidget(i)
+            key = widget.mrmlPlotViewNode().GetID() if widget.mrmlPlotViewNode() else str(i)
+            if key not in self.connectedPlotViews:
+                widget.plotView().connect("dataSelected(vtkStringArray*, vtkCollection*)", self.onPlotSelection)
+                self.connectedPlotViews.add(key)
 
     def onPlotSelection(self, seriesIds, selections) -> None:
         for i in range(seriesIds.GetNumberOfValues()):
