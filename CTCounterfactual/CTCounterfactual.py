@@ -34,6 +34,7 @@ for _p in (_HERE, _HERE.parent):
     if (_p / "CTCounterfactualLib").is_dir() and str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.engine_process import (  # noqa: E402
     EngineProcess,
     ExplainRequest,
@@ -275,7 +276,15 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if job.process.state == "running":
             return
         try:
-            if job.process.state == "done":
+            if job.kind == "download":
+                self.fillModelSelectors()
+                done = job.process.state == "done"
+                self.ui.statusLabel.text = (
+                    _("Downloaded and verified.")
+                    if done
+                    else _("Download failed: {error}").format(error=job.process.error)
+                )
+            elif job.process.state == "done":
                 result = self.logic.finish(job)
                 p = result.summary["predictions"]
                 self.ui.statusLabel.text = _(
@@ -300,18 +309,19 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGui()
 
     def onDownload(self) -> None:
-        if not self.logic.ensureDependencies():
+        if self.job is not None or not self.logic.ensureDependencies():
             return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Download failed."), waitCursor=True):
-            for name in (p.autoencoder, p.classifier):
-                if any(
-                    c.name == name and not c.usable for c in model_choices("autoencoder") + model_choices("classifier")
-                ):
-                    self.ui.statusLabel.text = _("Downloading {name}...").format(name=name)
-                    slicer.app.processEvents()
-                    self.logic.download(name)
-        self.fillModelSelectors()
+        usable = {c.name: c.usable for c in model_choices("autoencoder") + model_choices("classifier")}
+        names = [n for n in (p.autoencoder, p.classifier) if usable.get(n) is False]
+        if not names:
+            return
+        self.job = self.logic.download(names)
+        self.ui.logText.clear()
+        self.ui.progressBar.visible = True
+        self.ui.progressBar.setRange(0, 0)
+        self.ui.statusLabel.text = _("Downloading {names}...").format(names=", ".join(names))
+        self.timer.start()
         self.updateGui()
 
     def onExportScene(self) -> None:
@@ -348,15 +358,17 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class EngineJob:
     """A started engine run: the process, its temporary folder, and where the results go in the scene."""
 
-    def __init__(self, process: EngineProcess, workdir: str, out_dir: str, input_node) -> None:
+    def __init__(self, process: EngineProcess, workdir: str | None, out_dir: str | None, input_node, kind: str) -> None:
         self.process, self.workdir, self.out_dir, self.input_node = process, workdir, out_dir, input_node
+        self.kind = kind  # explain | download
         self.shown_log = 0
 
     def cancel(self) -> None:
         self.process.cancel()
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
@@ -430,7 +442,7 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         python = shutil.which("PythonSlicer") or sys.executable
         env = engine_environment(slicer.util.startupEnvironment())
         process = EngineProcess(explain_command(self.request(p, input_path, out_dir), python), env=env)
-        return EngineJob(process, workdir, out_dir, p.inputVolume)
+        return EngineJob(process, workdir, out_dir, p.inputVolume, "explain")
 
     def finish(self, job: EngineJob) -> ResultNodes:
         """Load a finished run's outputs into the scene (main thread only)."""
@@ -448,13 +460,15 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         finally:
             job.cleanup()
 
-    def download(self, name: str) -> None:
-        """Download a catalog model into the cache, verified (blocking; the engine's downloader)."""
-        env = engine_environment(slicer.util.startupEnvironment())
+    def download(self, names: list[str], wait: bool = False) -> EngineJob:
+        """Download catalog models into the cache, verified, in a separate process (poll it like a run)."""
         python = shutil.which("PythonSlicer") or sys.executable
-        proc = EngineProcess([python, "-m", "CTCounterfactualLib.cli", "models", "download", name], env=env)
-        if proc.wait() != "done":
-            raise RuntimeError(proc.error)
+        env = engine_environment(slicer.util.startupEnvironment())
+        env["PYTHONPATH"] = os.pathsep.join([str(_HERE), env["PYTHONPATH"]])  # CTCounterfactualScene
+        job = EngineJob(EngineProcess(download_command(names, python), env=env), None, None, None, "download")
+        if wait and job.process.wait() != "done":
+            raise RuntimeError(job.process.error)
+        return job
 
     def exportScene(self, path: str) -> None:
         export_mrb(slicer.mrmlScene, path)

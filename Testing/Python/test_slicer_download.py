@@ -1,0 +1,46 @@
+"""The panel's Download: a separate process that downloads catalog models with JSON progress."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from CTCounterfactualScene.download_job import download_command
+from CTCounterfactualScene.engine_process import EngineProcess, engine_environment
+from CTCounterfactualScene.model_choices import model_choices
+
+pytest_plugins = ["http_fixture", "served_catalog"]
+MODULE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "CTCounterfactual")
+
+
+def _env() -> dict[str, str]:
+    env = engine_environment(dict(os.environ))  # carries $CTCF_CATALOG / $CTCF_CACHE_DIR set by `served`
+    env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(MODULE_DIR), env["PYTHONPATH"]])
+    return env
+
+
+def test_download_job_reports_progress_and_changes_the_state(served):
+    before = {c.name: c.state for c in model_choices("autoencoder")}
+    assert before["tiny-vqgan"] == "not downloaded"
+    proc = EngineProcess(download_command(["tiny-vqgan"], sys.executable), env=_env())
+    events = []
+    deadline = time.monotonic() + 120
+    while proc.state == "running" and time.monotonic() < deadline:  # as the panel's QTimer does
+        events += proc.poll()
+        time.sleep(0.05)
+    assert proc.state == "done", proc.log
+    ckpt = next(name for name in served.data if name.endswith(".ckpt"))
+    assert served.cached("tiny-vqgan", ckpt).read_bytes() == served.data[ckpt]
+    sizes = [e["done"] for e in events if e["stage"] == "download" and e["message"].startswith(ckpt)]
+    assert sizes and sizes[-1] == len(served.data[ckpt]) and sizes == sorted(sizes)
+    assert events[-1]["stage"] == "done"
+    after = {c.name: c for c in model_choices("autoencoder")}
+    assert after["tiny-vqgan"].state == "downloaded" and after["tiny-vqgan"].usable
+
+
+def test_download_job_failure_is_one_line(served):
+    proc = EngineProcess(download_command(["offline"], sys.executable), env=_env())
+    assert proc.wait(timeout=120) == "failed"
+    assert "yourself" in proc.error or "download" in proc.error
+    assert "\n" not in proc.error
