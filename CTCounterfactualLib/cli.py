@@ -14,8 +14,10 @@ import torch
 
 from . import __version__
 from .cli_evaluate import add_evaluate
+from .cli_models import add_models_parser
 from .errors import CTCFError
 from .explain import MODES, ExplainConfig
+from .memory_estimate import OutOfMemory
 from .progress import PROGRESS_KINDS, JsonProgress, make_progress
 from .search import HEATMAP_METHODS, SearchParams
 
@@ -63,9 +65,23 @@ def _add_explain(sub) -> None:
     )
     p.add_argument("input", help="CT volume: .nrrd, .nii/.nii.gz, .mha, or a DICOM series folder")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--autoencoder", required=True, help="VQ-GAN weights: taming .ckpt or state-dict .pt")
+    p.add_argument(
+        "--autoencoder",
+        required=True,
+        help="VQ-GAN weights (taming .ckpt or state-dict .pt) or a catalog name (see `ctcf models list`)",
+    )
     p.add_argument("--autoencoder-config", help="taming YAML of the VQ-GAN (default: sidecar JSON or inferred)")
-    p.add_argument("--classifier", required=True, help="TorchScript classifier .pt with a sidecar .json")
+    p.add_argument(
+        "--classifier",
+        required=True,
+        help="classifier file (TorchScript .pt with a sidecar .json, or --classifier-format) or a catalog name",
+    )
+    p.add_argument(
+        "--classifier-format",
+        help="loader for --classifier: torchscript, lungmask-r231, merlin-i3resnet152 or a plug-in "
+        "(default: the catalog entry's format, else torchscript)",
+    )
+    p.add_argument("--cache-dir", help="download cache of catalog models (default: $CTCF_CACHE_DIR or the platform's)")
     p.add_argument("--target", required=True, help="target name (case-insensitive) or index")
     p.add_argument("--slices", type=_slice_range, help="slice range A:B, B exclusive (default: all slices)")
     p.add_argument("--chunk-size", type=int, default=10, help="slices per chunk in scan mode (default 10)")
@@ -91,7 +107,8 @@ def _add_explain(sub) -> None:
     p.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow weight files that contain pickled Python objects (only for files you trust)",
+        help="allow weight files that contain pickled Python objects (only for files you trust; catalog models "
+        "verified against their SHA256 are allowed without it)",
     )
     s = p.add_argument_group("lambda search (reference defaults)")
     d = SearchParams()
@@ -159,6 +176,8 @@ def _run_explain(args: argparse.Namespace) -> int:
             classifier_path=args.classifier,
             trust_checkpoint=args.trust_checkpoint,
             progress=progress,
+            classifier_format=args.classifier_format,
+            cache_dir=args.cache_dir,
         )
     finally:
         progress.close()
@@ -407,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_training(sub)
     _add_train_lungseg(sub)
+    add_models_parser(sub)
     add_evaluate(sub)
     return parser
 
@@ -426,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if json_mode:
             JsonProgress()("error", 0, 0, str(e))
         print(f"ctcf: error: {e}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(e, OutOfMemory) else 2
     except KeyboardInterrupt:
         print("ctcf: interrupted; no outputs were written", file=sys.stderr)
         return 130

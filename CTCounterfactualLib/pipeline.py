@@ -10,11 +10,13 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .autoencoder import SliceAutoencoder, load_autoencoder
+from .autoencoder import SliceAutoencoder
 from .checkpoints import sha256_of
-from .classifier import Classifier, load_classifier
+from .classifier import Classifier
 from .explain import ExplainConfig, ExplainResult, explain
 from .latent_ops import Progress, _noop
+from .memory_estimate import OutOfMemory, fit_batch_size, is_out_of_memory
+from .model_loading import open_autoencoder, open_named_classifier
 from .outputs import write_outputs
 from .volume_io import Volume, read_volume, validate_volume
 
@@ -74,10 +76,16 @@ def explain_file(
     classifier_path: str | os.PathLike | None = None,
     trust_checkpoint: bool = False,
     progress: Progress = _noop,
+    classifier_format: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    available_memory: int | None = None,
 ) -> dict:
     """Read a CT, explain it, write every output into ``out_dir``; returns the summary dict.
 
-    Models come either loaded (``autoencoder``/``classifier``) or as files (``*_path``).
+    Models come either loaded (``autoencoder``/``classifier``) or as files or catalog names (``*_path``;
+    ``classifier_format`` defaults to the catalog entry's, else torchscript). Before any work the peak memory is
+    estimated against ``available_memory`` (bytes; measured on the device if None): the batch size shrinks to
+    fit, or :class:`OutOfMemory` (a CTCFError) says what to change. Running out of memory anyway raises it too.
     """
     t0 = time.perf_counter()
     progress("load", 0, 3, f"reading {Path(input_path).name}")
@@ -86,21 +94,38 @@ def explain_file(
     models: dict[str, dict] = {}
     if autoencoder is None:
         progress("load", 1, 3, "loading the autoencoder")
-        autoencoder = load_autoencoder(autoencoder_path, autoencoder_config, allow_pickle=trust_checkpoint)
+        autoencoder, autoencoder_path, autoencoder_config = open_autoencoder(
+            autoencoder_path, autoencoder_config, trust_checkpoint=trust_checkpoint, cache=cache_dir
+        )
     if autoencoder_path is not None:
         models["autoencoder"] = model_record(autoencoder_path, autoencoder.name)
         if autoencoder_config is not None:
             models["autoencoder"]["config"] = model_record(autoencoder_config, Path(autoencoder_config).name)
     if classifier is None:
         progress("load", 2, 3, "loading the classifier")
-        classifier = load_classifier(classifier_path)
+        classifier, classifier_path, classifier_format = open_named_classifier(
+            classifier_path, classifier_format, trust_checkpoint=trust_checkpoint, cache=cache_dir
+        )
     if classifier_path is not None:
         models["classifier"] = model_record(classifier_path, classifier.name)
+        if classifier_format is not None:
+            models["classifier"]["format"] = classifier_format
     load_s = time.perf_counter() - t0
-    result = explain(volume.array, autoencoder, classifier, cfg, progress)
+    cfg, memory = fit_batch_size(volume.array.shape, autoencoder, classifier, cfg, available_memory)
+    try:
+        result = explain(volume.array, autoencoder, classifier, cfg, progress)
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        gpu = "--device cpu, " if memory["device"].startswith("cuda") else ""
+        raise OutOfMemory(
+            f"out of memory during the run (estimated peak {memory['estimate_mb']:.0f} MiB with batch size "
+            f"{cfg.batch_size}); try {gpu}a smaller --batch-size, a smaller --slices range or a smaller --chunk-size"
+        ) from None
     timings = {"load": load_s, **result.timings}
     progress("write", 0, 1, f"writing outputs to {out_dir}")
     summary = build_summary(volume, result, cfg, models, timings)
+    summary["memory"] = memory
     write_outputs(result, volume.geometry, out_dir, summary)
     progress("write", 1, 1, "outputs written")
     return summary
