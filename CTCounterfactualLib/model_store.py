@@ -306,10 +306,12 @@ def resolve_model(
 ) -> ResolvedModel:
     """A path (used as is) or a catalog name (verified local file; error with the download command if missing)."""
     p = Path(spec).expanduser()
-    if p.exists():
+    if p.is_file():
         return ResolvedModel(p)
     entry = find_entry(str(spec), catalog)
     if entry is None:
+        if p.suffix or len(p.parts) > 1:  # meant as a path
+            raise CTCFError(f"{kind} file not found: {p}")
         names = ", ".join(e.name for e in read_catalog(catalog).values() if e.kind == kind)
         raise CTCFError(f"{kind} {str(spec)!r} is neither a file nor a catalog model name ({names})")
     if entry.kind != kind:

@@ -221,6 +221,8 @@ def test_named_classifier_gets_catalog_format_and_target_names(served):
         open_autoencoder("tiny-clf")
     with pytest.raises(CTCFError, match="neither a file nor a catalog model name"):
         open_named_classifier("no-such-model")
+    with pytest.raises(CTCFError, match="classifier file not found: models/missing.pt"):
+        open_named_classifier("models/missing.pt")
 
 
 def test_target_names_from_a_downloaded_targets_file(served):
