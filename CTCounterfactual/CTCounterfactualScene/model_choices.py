@@ -35,7 +35,7 @@ def model_choices(kind: str, cache: str | None = None) -> list[ModelChoice]:
     imported; the catalog file is then listed as is, with state ``unknown``.
     """
     try:
-        from CTCounterfactualLib.model_store import model_states
+        from CTCounterfactualLib.model_store import model_states, target_names
     except ImportError:
         doc = json.loads(CATALOG.read_text())
         return [
@@ -44,7 +44,7 @@ def model_choices(kind: str, cache: str | None = None) -> list[ModelChoice]:
             if e["kind"] == kind
         ]
     return [
-        ModelChoice(e.name, e.kind, state, e.target_names(), e.notes)
+        ModelChoice(e.name, e.kind, state, target_names(e, cache), e.notes)  # Merlin's names come with its download
         for e, state in model_states(cache)
         if e.kind == kind
     ]
