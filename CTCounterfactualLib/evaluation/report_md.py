@@ -160,7 +160,7 @@ def _saliency(s: dict, example_name: str | None) -> list[str]:
         "captum on the input volume (window clipped, as the engine scores inputs): Saliency = |gradient|, "
         "InputXGradient, GuidedBackprop (the guided rule applied at the classifier's SiLU activations), Grad-CAM on "
         "the last 3×3×3 convolution (upsampled trilinearly to the classifier's input, then through the inverse of "
-        "its input convention); absolute values. Latent Shift rows repeated from part 3.",
+        "its input convention); absolute values. Latent Shift rows repeated from part 4.",
         "",
     ]
     if example_name:
