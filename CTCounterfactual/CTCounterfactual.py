@@ -19,7 +19,7 @@ import slicer
 import vtk
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, FloatRange, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -82,7 +82,8 @@ class CTCounterfactualParameterNode:
     autoencoder: str = "demo-vqgan"
     classifier: str = "demo-effusion"
     target: str = ""
-    sliceRange: FloatRange = FloatRange(0, 0)  # first and last slice, inclusive
+    # first and last slice, inclusive; the widget's maximum follows the input (the bound is what the binding needs)
+    sliceRange: Annotated[FloatRange, RangeBounds(0, 100000)] = FloatRange(0, 0)
     chunkSize: Annotated[int, WithinRange(1, 1000)] = 10
     mode: Annotated[str, Choice(["scan", "joint"])] = "scan"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -108,6 +109,8 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self.job: EngineJob | None = None
         self.connectedPlotViews: set[str] = set()
+        self.choices: dict = {}  # catalog name -> ModelChoice, filled by fillModelSelectors
+        self._updatingGui = False
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self.onTimer)
@@ -173,10 +176,13 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # --- models and targets (their lists depend on the catalog and the chosen classifier)
 
     def fillModelSelectors(self) -> None:
+        """List the catalog models with their state (re-read after a download; hashing is not free)."""
+        self.choices = {}
         for kind, combo in (("autoencoder", self.ui.autoencoderSelector), ("classifier", self.ui.classifierSelector)):
             combo.clear()
             for choice in model_choices(kind):
                 combo.addItem(choice.label, choice.name)
+                self.choices[choice.name] = choice
             combo.addItem(LOAD_FROM_FILE, "")
 
     def onModelChosen(self, kind: str) -> None:
@@ -198,10 +204,10 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         name = self._parameterNode.classifier
         if os.path.isfile(name):
             return targets_of_file(name)
-        return next((c.targets for c in model_choices("classifier") if c.name == name), [])
+        return self.choices[name].targets if name in self.choices else []
 
     def onTargetChanged(self, text: str) -> None:
-        if self._parameterNode and text and self._parameterNode.target != text:
+        if self._parameterNode and not self._updatingGui and text and self._parameterNode.target != text:
             self._parameterNode.target = text
 
     def onInputChanged(self, node) -> None:
@@ -212,9 +218,16 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.sliceRange = FloatRange(0, last)
 
     def updateGui(self, caller=None, event=None) -> None:
-        p = self._parameterNode
-        if p is None:
+        if self._parameterNode is None or self._updatingGui:
             return
+        self._updatingGui = True  # filling the lists emits signals that would write back and re-enter
+        try:
+            self._updateGui()
+        finally:
+            self._updatingGui = False
+
+    def _updateGui(self) -> None:
+        p = self._parameterNode
         for kind, combo in (("autoencoder", self.ui.autoencoderSelector), ("classifier", self.ui.classifierSelector)):
             value = getattr(p, kind)
             index = combo.findData(value)
@@ -229,8 +242,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if targets and p.target not in targets:
             p.target = targets[0]
         self.ui.targetSelector.setCurrentText(p.target)
-        states = {c.name: c for c in model_choices("autoencoder") + model_choices("classifier")}
-        missing = [n for n in (p.autoencoder, p.classifier) if n in states and not states[n].usable]
+        missing = [n for n in (p.autoencoder, p.classifier) if n in self.choices and not self.choices[n].usable]
         self.ui.downloadModelButton.enabled = bool(missing) and self.job is None
         self.ui.modelStateLabel.text = (
             _("Not downloaded yet: {names}").format(names=", ".join(missing)) if missing else ""
@@ -312,8 +324,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.job is not None or not self.logic.ensureDependencies():
             return
         p = self._parameterNode
-        usable = {c.name: c.usable for c in model_choices("autoencoder") + model_choices("classifier")}
-        names = [n for n in (p.autoencoder, p.classifier) if usable.get(n) is False]
+        names = [n for n in (p.autoencoder, p.classifier) if n in self.choices and not self.choices[n].usable]
         if not names:
             return
         self.job = self.logic.download(names)

@@ -125,3 +125,31 @@ def test_defaults_agree_with_the_engine(panel):
 
 def test_apply_button_text(panel):
     assert panel.findChild(QtCore.QObject, "applyButton").text() == "Generate counterfactual"
+
+
+# What Slicer's parameterNodeWrapper GUI connectors accept (slicer/parameterNodeWrapper/guiConnection.py): a widget
+# class bound to a parameter whose annotation lacks these raises at connectGui, i.e. only inside Slicer.
+CONNECTOR_NEEDS = {
+    "QComboBox": ("Choice(",),
+    "ctkRangeWidget": ("FloatRange", "RangeBounds("),
+    "QSpinBox": ("int",),
+    "QDoubleSpinBox": ("float",),
+    "QCheckBox": ("bool",),
+    "qMRMLNodeComboBox": ("vtkMRML",),
+}
+
+
+def _annotations() -> dict[str, str]:
+    tree = ast.parse(MODULE_FILE.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "CTCounterfactualParameterNode")
+    return {n.target.id: ast.unparse(n.annotation) for n in cls.body if isinstance(n, ast.AnnAssign)}
+
+
+def test_bound_parameters_have_what_slicer_connectors_need():
+    annotations = _annotations()
+    for w in ET.parse(UI_FILE).getroot().iter("widget"):
+        for prop in w.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                name = prop.find("string").text
+                for needed in CONNECTOR_NEEDS[w.get("class")]:
+                    assert needed in annotations[name], f"{w.get('name')} -> {name}: {annotations[name]} lacks {needed}"
