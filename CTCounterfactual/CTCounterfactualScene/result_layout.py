@@ -45,7 +45,9 @@ LAYOUT_XML = f"""<layout type="vertical" split="true">
 
 
 def layout_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLLayoutNode:
-    node = scene.GetSingletonNode("vtkMRMLLayoutNode", "vtkMRMLLayoutNode")
+    node = scene.GetSingletonNode("vtkMRMLLayoutNode", "vtkMRMLLayoutNode") or scene.GetFirstNodeByClass(
+        "vtkMRMLLayoutNode"
+    )
     if node is None:  # the Slicer application always has one; a bare scene may not
         node = slicer.vtkMRMLLayoutNode()
         scene.AddNode(node)
