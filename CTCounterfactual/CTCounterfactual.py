@@ -17,6 +17,13 @@ from typing import Annotated
 import qt
 import slicer
 import vtk
+from CTCounterfactualScene.engine_process import (
+    ENGINE_PARENT,
+    EngineProcess,
+    ExplainRequest,
+    engine_environment,
+    explain_command,
+)
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
@@ -28,26 +35,18 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-# The engine and the scene package sit beside this file once installed, and one folder up in the source tree.
-_HERE = Path(__file__).resolve().parent
-for _p in (_HERE, _HERE.parent):
-    if (_p / "CTCounterfactualLib").is_dir() and str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+# The engine sits beside this file once installed, and one folder up in the source tree.
+if str(ENGINE_PARENT) not in sys.path:
+    sys.path.insert(0, str(ENGINE_PARENT))
 
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
-from CTCounterfactualScene.engine_process import (  # noqa: E402
-    EngineProcess,
-    ExplainRequest,
-    engine_environment,
-    explain_command,
-)
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
 from CTCounterfactualScene.result_layout import restore_layout  # noqa: E402
 from CTCounterfactualScene.results_to_scene import ResultNodes, jump_to_chunk, load_results  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.volume_nodes import write_volume_file  # noqa: E402
 
-REQUIREMENTS = _HERE / "Resources" / "requirements.txt"
+REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
 
 
 class CTCounterfactual(ScriptedLoadableModule):
@@ -264,14 +263,19 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.logic.ensureDependencies():
             return
         try:
-            self.job = self.logic.start(self._parameterNode)
+            job = self.logic.start(self._parameterNode)
         except Exception as e:
             slicer.util.errorDisplay(_("Could not start: {error}").format(error=e))
             return
+        self.watchJob(job, _("Starting the engine..."))
+
+    def watchJob(self, job: EngineJob, status: str) -> None:
+        """Show a started job (run or download) and poll it on the timer until it ends."""
+        self.job = job
         self.ui.logText.clear()
         self.ui.progressBar.visible = True
         self.ui.progressBar.setRange(0, 0)
-        self.ui.statusLabel.text = _("Starting the engine...")
+        self.ui.statusLabel.text = status
         self.timer.start()
         self.updateGui()
 
@@ -327,13 +331,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         names = [n for n in (p.autoencoder, p.classifier) if n in self.choices and not self.choices[n].usable]
         if not names:
             return
-        self.job = self.logic.download(names)
-        self.ui.logText.clear()
-        self.ui.progressBar.visible = True
-        self.ui.progressBar.setRange(0, 0)
-        self.ui.statusLabel.text = _("Downloading {names}...").format(names=", ".join(names))
-        self.timer.start()
-        self.updateGui()
+        self.watchJob(self.logic.download(names), _("Downloading {names}...").format(names=", ".join(names)))
 
     def onExportScene(self) -> None:
         path = qt.QFileDialog.getSaveFileName(
@@ -450,9 +448,7 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         input_path = os.path.join(workdir, "input.nrrd")
         out_dir = os.path.join(workdir, "out")
         write_volume_file(slicer.mrmlScene, p.inputVolume, input_path)
-        python = shutil.which("PythonSlicer") or sys.executable
-        env = engine_environment(slicer.util.startupEnvironment())
-        process = EngineProcess(explain_command(self.request(p, input_path, out_dir), python), env=env)
+        process = _launch(explain_command(self.request(p, input_path, out_dir), _engine_python()))
         return EngineJob(process, workdir, out_dir, p.inputVolume, "explain")
 
     def finish(self, job: EngineJob) -> ResultNodes:
@@ -473,16 +469,22 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
 
     def download(self, names: list[str], wait: bool = False) -> EngineJob:
         """Download catalog models into the cache, verified, in a separate process (poll it like a run)."""
-        python = shutil.which("PythonSlicer") or sys.executable
-        env = engine_environment(slicer.util.startupEnvironment())
-        env["PYTHONPATH"] = os.pathsep.join([str(_HERE), env["PYTHONPATH"]])  # CTCounterfactualScene
-        job = EngineJob(EngineProcess(download_command(names, python), env=env), None, None, None, "download")
+        job = EngineJob(_launch(download_command(names, _engine_python())), None, None, None, "download")
         if wait and job.process.wait() != "done":
             raise RuntimeError(job.process.error)
         return job
 
     def exportScene(self, path: str) -> None:
         export_mrb(slicer.mrmlScene, path)
+
+
+def _engine_python() -> str:
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def _launch(command: list[str]) -> EngineProcess:
+    """Start ``command`` with Slicer's startup environment, the engine and the scene package importable."""
+    return EngineProcess(command, env=engine_environment(slicer.util.startupEnvironment()))
 
 
 def _importable(requirement: str) -> bool:

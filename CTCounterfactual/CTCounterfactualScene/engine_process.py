@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The engine package lives beside the module folder (source tree) or beside the module script (installed).
+# This package sits beside the module script; the engine sits beside it too once installed, and one
+# folder up in the source tree.
+SCENE_PARENT = Path(__file__).resolve().parents[1]
 ENGINE_PARENT = next(
     (
         p
@@ -62,11 +64,13 @@ def explain_command(request: ExplainRequest, python: str = sys.executable) -> li
     return cmd
 
 
-def engine_environment(base: dict[str, str] | None = None, engine_parent: Path = ENGINE_PARENT) -> dict[str, str]:
-    """``base`` (default: this process's environment) with the engine package importable."""
+def engine_environment(
+    base: dict[str, str] | None = None, engine_parent: Path = ENGINE_PARENT, scene_parent: Path = SCENE_PARENT
+) -> dict[str, str]:
+    """``base`` (default: this process's environment) with the engine and this package importable."""
     env = dict(os.environ if base is None else base)
-    paths = [str(engine_parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
+    paths = [str(engine_parent), str(scene_parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # installed, both parents are one folder
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

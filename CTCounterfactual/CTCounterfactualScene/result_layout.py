@@ -57,10 +57,7 @@ def layout_node(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLLayoutNode:
 def register_layout(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLLayoutNode:
     """Register the result layout (idempotent) and keep its XML on the layout node."""
     node = layout_node(scene)
-    if node.IsLayoutDescription(LAYOUT_ID):
-        node.SetLayoutDescription(LAYOUT_ID, LAYOUT_XML)
-    else:
-        node.AddLayoutDescription(LAYOUT_ID, LAYOUT_XML)
+    _describe(node, LAYOUT_XML)
     node.SetAttribute(LAYOUT_ATTRIBUTE, LAYOUT_XML)
     return node
 
@@ -71,11 +68,16 @@ def restore_layout(scene: slicer.vtkMRMLScene) -> bool:
     xml = node.GetAttribute(LAYOUT_ATTRIBUTE)
     if not xml:
         return False
+    _describe(node, xml)
+    return True
+
+
+def _describe(node: slicer.vtkMRMLLayoutNode, xml: str) -> None:
+    """Register ``xml`` as the result layout (Add refuses an id that exists, Set one that does not)."""
     if node.IsLayoutDescription(LAYOUT_ID):
         node.SetLayoutDescription(LAYOUT_ID, xml)
     else:
         node.AddLayoutDescription(LAYOUT_ID, xml)
-    return True
 
 
 def slice_node(scene: slicer.vtkMRMLScene, view: str) -> slicer.vtkMRMLSliceNode | None:

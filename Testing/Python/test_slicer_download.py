@@ -11,13 +11,10 @@ from CTCounterfactualScene.engine_process import EngineProcess, engine_environme
 from CTCounterfactualScene.model_choices import model_choices
 
 pytest_plugins = ["http_fixture", "served_catalog"]
-MODULE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "CTCounterfactual")
 
 
 def _env() -> dict[str, str]:
-    env = engine_environment(dict(os.environ))  # carries $CTCF_CATALOG / $CTCF_CACHE_DIR set by `served`
-    env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(MODULE_DIR), env["PYTHONPATH"]])
-    return env
+    return engine_environment(dict(os.environ))  # carries $CTCF_CATALOG / $CTCF_CACHE_DIR set by `served`
 
 
 def test_download_job_reports_progress_and_changes_the_state(served):

@@ -50,8 +50,10 @@ def test_command_parses_with_the_engine_cli(tiny_model_files, tmp_path):
 
 
 def test_environment_makes_the_engine_importable(tmp_path):
-    env = engine_environment({"PYTHONPATH": "/elsewhere"}, engine_parent=tmp_path)
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), "/elsewhere"]
+    env = engine_environment({"PYTHONPATH": "/elsewhere"}, engine_parent=tmp_path, scene_parent=tmp_path / "m")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), str(tmp_path / "m"), "/elsewhere"]
+    installed = engine_environment({}, engine_parent=tmp_path, scene_parent=tmp_path)  # one folder: listed once
+    assert installed["PYTHONPATH"] == str(tmp_path)
 
 
 def test_parse_line():
