@@ -53,22 +53,18 @@ def long_ct(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def swept_run(tmp_path_factory, small_ct, tiny_model_files) -> Path:
     """A real ``ctcf explain --sweep`` of ``small_ct`` (scan, slices 4:20, chunks of 4): its output folder."""
-    import signal
-
     import torch
-
-    from CTCounterfactualLib import cli
+    from cli_runner import run_main
 
     out = tmp_path_factory.mktemp("swept_run") / "result"
     ae, clf = tiny_model_files
     argv = ["explain", str(small_ct), "--out", str(out), "--autoencoder", str(ae), "--classifier", str(clf)]
     argv += ["--target", "effusion", "--slices", "4:20", "--chunk-size", "4", "--sweep", "--progress", "none"]
     argv += ["--max-steps", "200", "--lambda-sweep-steps", "4"]
-    previous, threads = signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert cli.main(argv) == 0
+        assert run_main(argv) == 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
         torch.set_num_threads(threads)
     return out

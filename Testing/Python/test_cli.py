@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from cli_runner import run_main
 
 import CTCounterfactualLib
-from CTCounterfactualLib import cli
 from CTCounterfactualLib.outputs import CHUNK_COLUMNS, OUTPUT_FILES
 from CTCounterfactualLib.progress import parse_progress_line
 from CTCounterfactualLib.volume_io import read_volume
@@ -40,15 +40,6 @@ def _one_torch_thread():
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _run_main(argv: list[str]) -> int:
-    """``cli.main`` in-process; restores the SIGTERM handler it installs."""
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        return cli.main([str(a) for a in argv])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _explain_argv(input_path, out, models, *extra) -> list[str]:
@@ -98,7 +89,7 @@ def scan_run(tmp_path_factory, small_ct, tiny_model_files):
     run_dir = tmp_path_factory.mktemp("scan_run")
     out = run_dir / "result"
     sha_before = _sha256(small_ct)
-    rc = _run_main(
+    rc = run_main(
         _explain_argv(
             small_ct,
             out,
@@ -235,7 +226,7 @@ def test_scan_summary(scan_run, small_ct, tiny_model_files):
 def test_joint_mode_one_chunk_changes_only_the_range(tmp_path, small_ct, tiny_model_files):
     out = tmp_path / "joint"
     argv = _explain_argv(small_ct, out, tiny_model_files, "--target", "lung size", "--mode", "joint")
-    assert _run_main([*argv, "--slices", "6:14", "--progress", "none", *QUICK_SEARCH]) == 0
+    assert run_main([*argv, "--slices", "6:14", "--progress", "none", *QUICK_SEARCH]) == 0
     _, rows = _read_csv(out / "chunks.csv")
     assert [(int(r["chunk_start"]), int(r["chunk_end"])) for r in rows] == [(6, 14)]
     summary = json.loads((out / "summary.json").read_text())
@@ -255,7 +246,7 @@ def test_joint_mode_one_chunk_changes_only_the_range(tmp_path, small_ct, tiny_mo
 def test_dicom_folder_input_keeps_dicom_geometry(tmp_path, tiny_model_files):
     out = tmp_path / "dicom_out"
     argv = _explain_argv(DICOM_DIR, out, tiny_model_files, "--target", "0", "--slices", "8:16", "--chunk-size", "4")
-    assert _run_main([*argv, "--max-steps", "50", "--lambda-sweep-steps", "2", "--progress", "none"]) == 0
+    assert run_main([*argv, "--max-steps", "50", "--lambda-sweep-steps", "2", "--progress", "none"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
     expected = read_volume(DICOM_DIR).geometry
     assert expected.size == (512, 512, 20)
@@ -410,7 +401,7 @@ def test_interrupt_keeps_existing_folder_as_it_was(tmp_path, long_ct, tiny_model
 
 def test_explain_help_says_scan_cf_is_lowest_prediction_chunk(capsys):
     with pytest.raises(SystemExit) as exc:
-        _run_main(["explain", "--help"])
+        run_main(["explain", "--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split()).lower()
     assert "counterfactual.nrrd is the cf of the chunk with the lowest prediction" in text
