@@ -177,39 +177,40 @@ def lungsize(summary: dict, example: dict | None, name: str, path: Path) -> None
     plt.close(fig)
 
 
+def _grouped_bars(ax, ident: dict, labels: list[str], bars: list[tuple[str, str]], ylabel: str, title: str) -> None:
+    """Mean ± SE of each (key, name) in ``bars`` for each cohort label, side by side."""
+    x = np.arange(len(labels))
+    for i, (key, name) in enumerate(bars):
+        v = [_ms(ident[lab][key]) for lab in labels]
+        ax.bar(x + (i - 1.5) * 0.2, [a for a, _ in v], 0.19, yerr=[b for _, b in v], capsize=3, label=name)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
 def identity(summary: dict, path: Path) -> None:
     """Change away from the finding, and adjacent-slice jumps at chunk borders vs inside chunks."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     ident = summary["identity"]
     labels = [lab for lab in ("positives", "negatives") if lab in ident]
-    bars = [
+    change = [
         ("scan:mean_abs_hu_outside_dilated", "scan CF, outside 5 mm"),
         ("scan:mean_abs_hu_inside_mask", "scan CF, inside finding"),
         ("joint:mean_abs_hu_outside_dilated", "joint CF, outside 5 mm"),
         ("reconstruction_error_outside_dilated", "|D(E(x)) - x|, outside 5 mm"),
     ]
-    x = np.arange(len(labels))
-    for i, (key, name) in enumerate(bars):
-        v = [_ms(ident[lab][key]) for lab in labels]
-        axes[0].bar(x + (i - 1.5) * 0.2, [a for a, _ in v], 0.19, yerr=[b for _, b in v], capsize=3, label=name)
-    axes[0].set_xticks(x, labels)
-    axes[0].set_ylabel("mean |Δ| (HU)")
-    axes[0].set_title("change vs D(E(x)) on the CF's slices", fontsize=9)
-    bars = [
+    _grouped_bars(axes[0], ident, labels, change, "mean |Δ| (HU)", "change vs D(E(x)) on the CF's slices")
+    jumps = [
         ("composite:at_borders", "composite of scan CFs: at chunk borders"),
         ("composite:inside_chunks", "composite: inside chunks"),
         ("joint:at_borders", "joint CF: same slice pairs as borders"),
         ("joint:inside_chunks", "joint CF: inside"),
     ]
-    for i, (key, name) in enumerate(bars):
-        v = [_ms(ident[lab][key]) for lab in labels]
-        axes[1].bar(x + (i - 1.5) * 0.2, [a for a, _ in v], 0.19, yerr=[b for _, b in v], capsize=3, label=name)
-    axes[1].set_xticks(x, labels)
-    axes[1].set_ylabel("mean |diff[k+1] - diff[k]| (HU)")
-    axes[1].set_title("slice-to-slice consistency of CF - D(E(x))", fontsize=9)
-    for ax in axes:
-        ax.legend(fontsize=7)
+    _grouped_bars(
+        axes[1], ident, labels, jumps, "mean |diff[k+1] - diff[k]| (HU)", "slice-to-slice consistency of CF - D(E(x))"
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
