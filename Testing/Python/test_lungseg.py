@@ -44,6 +44,23 @@ def test_short_training_segments_lungs_and_lung_size_round_trips(tmp_path):
     assert abs(size - lung_share) < 0.05
 
 
+def test_example_seg_lies_on_its_anatomy():
+    """The label map, placed on the CT by physical position, labels lung where the CT has air-filled
+    lung and liver where it has liver (the published file's origin was 82 slices off)."""
+    import SimpleITK as sitk
+
+    data = Path(__file__).resolve().parents[1] / "Data"
+    ct = sitk.ReadImage(str(data / "example_ct.nii.gz"))
+    seg = sitk.Resample(
+        sitk.ReadImage(str(data / "example_seg.nii.gz")), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0
+    )
+    hu, labels = sitk.GetArrayFromImage(ct), sitk.GetArrayFromImage(seg)
+    lung, liver = np.isin(labels, (10, 11, 12, 13, 14)), labels == 5
+    assert lung.sum() > 1000 and liver.sum() > 1000
+    assert hu[lung].mean() < -600
+    assert 20 < hu[liver].mean() < 80 and hu[liver].std() < 40
+
+
 def test_real_ct_dice_uses_the_label_map_on_the_ct_grid():
     """The label map covers 30 of the CT's 112 slices: a net that calls every pixel lung must get
     Dice = 2|L| / (|covered pixels| + |L|), small but not zero."""
