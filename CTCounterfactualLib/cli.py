@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -165,8 +166,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         search=search,
         device=args.device,
     )
-    progress = make_progress(args.progress)
-    try:
+    with closing(make_progress(args.progress)) as progress:
         summary = explain_file(
             args.input,
             args.out,
@@ -179,8 +179,6 @@ def _run_explain(args: argparse.Namespace) -> int:
             classifier_format=args.classifier_format,
             cache_dir=args.cache_dir,
         )
-    finally:
-        progress.close()
     p = summary["predictions"]
     oc = summary["output_chunk"]
     if isinstance(progress, JsonProgress):
@@ -210,11 +208,8 @@ def _add_demo(sub) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    progress = make_progress(args.progress)
-    try:
+    with closing(make_progress(args.progress)) as progress:
         r = run_demo(args.out, progress)
-    finally:
-        progress.close()
     e0, e1 = r["phantom"]["effusion_slices"]
     print(f"phantom with a right pleural effusion on slices {e0}-{e1 - 1}; threshold {r['threshold']}")
     for mode in ("scan", "joint"):

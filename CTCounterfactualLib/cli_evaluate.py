@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from contextlib import closing
 
 from .errors import CTCFError
 from .progress import PROGRESS_KINDS, JsonProgress, make_progress
@@ -98,13 +99,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         lungsize=args.lungsize_volumes > 0,
         saliency=not args.no_saliency,
     )
-    progress = make_progress(args.progress)
-    try:
+    with closing(make_progress(args.progress)) as progress:
         result = run_evaluation(
             args.out, items, settings, args.workers, args.lungsize_volumes, effective_command(args), progress
         )
-    finally:
-        progress.close()
     t = result["summary"]["table1"]
     rows = t["rows"]
     p = t["tests"]["positives_input_vs_cf"]["p"]
