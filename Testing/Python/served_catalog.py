@@ -109,6 +109,21 @@ def _file(served_url, name: str, data: bytes, *, sha_known: bool, size_known: bo
     }
 
 
+def _classifier_files(served_url, data: dict[str, bytes]) -> list[dict]:
+    """The tiny TorchScript classifier and its sidecar, both with known hash and size."""
+    return [
+        _file(served_url, "tiny_classifier.pt", data["tiny_classifier.pt"], sha_known=True, size_known=True),
+        _file(
+            served_url,
+            "tiny_classifier.json",
+            data["tiny_classifier.json"],
+            sha_known=True,
+            size_known=True,
+            role="sidecar",
+        ),
+    ]
+
+
 @pytest.fixture
 def served(tmp_path, monkeypatch, model_bytes) -> Served:
     data = model_bytes
@@ -153,15 +168,7 @@ def served(tmp_path, monkeypatch, model_bytes) -> Served:
             "kind": "classifier",
             "format": "torchscript",
             "files": [
-                _file(url, "tiny_classifier.pt", data["tiny_classifier.pt"], sha_known=True, size_known=True),
-                _file(
-                    url,
-                    "tiny_classifier.json",
-                    data["tiny_classifier.json"],
-                    sha_known=True,
-                    size_known=True,
-                    role="sidecar",
-                ),
+                *_classifier_files(url, data),
             ],
             "targets": ["Effusion", "Lung Size"],
         },
@@ -169,15 +176,7 @@ def served(tmp_path, monkeypatch, model_bytes) -> Served:
             "name": "with-targets",
             "kind": "classifier",
             "files": [
-                _file(url, "tiny_classifier.pt", data["tiny_classifier.pt"], sha_known=True, size_known=True),
-                _file(
-                    url,
-                    "tiny_classifier.json",
-                    data["tiny_classifier.json"],
-                    sha_known=True,
-                    size_known=True,
-                    role="sidecar",
-                ),
+                *_classifier_files(url, data),
                 _file(url, "phenotypes.csv", data["phenotypes.csv"], sha_known=True, size_known=True, role="targets"),
             ],
             "targets_count": 2,

@@ -16,6 +16,8 @@ from CTCounterfactualLib.train_lungseg import (
     train_lungseg,
 )
 
+DATA = Path(__file__).resolve().parents[1] / "Data"
+
 
 def test_lung_classes_split_sides_and_include_vessels():
     p = make_phantom(PhantomSpec(seed=5, nodules=2))
@@ -49,10 +51,9 @@ def test_example_seg_lies_on_its_anatomy():
     lung and liver where it has liver (the published file's origin was 82 slices off)."""
     import SimpleITK as sitk
 
-    data = Path(__file__).resolve().parents[1] / "Data"
-    ct = sitk.ReadImage(str(data / "example_ct.nii.gz"))
+    ct = sitk.ReadImage(str(DATA / "example_ct.nii.gz"))
     seg = sitk.Resample(
-        sitk.ReadImage(str(data / "example_seg.nii.gz")), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0
+        sitk.ReadImage(str(DATA / "example_seg.nii.gz")), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0
     )
     hu, labels = sitk.GetArrayFromImage(ct), sitk.GetArrayFromImage(seg)
     lung, liver = np.isin(labels, (10, 11, 12, 13, 14)), labels == 5
@@ -73,6 +74,5 @@ def test_real_ct_dice_uses_the_label_map_on_the_ct_grid():
 
     from CTCounterfactualLib.train_lungseg import real_ct_dice
 
-    data = Path(__file__).resolve().parents[1] / "Data"
-    dice = real_ct_dice(AllLung(), data / "example_ct.nii.gz", data / "example_seg.nii.gz")
+    dice = real_ct_dice(AllLung(), DATA / "example_ct.nii.gz", DATA / "example_seg.nii.gz")
     assert 0.0 < dice < 0.2  # lungs are a small part of the 30 labelled slices

@@ -189,18 +189,23 @@ def test_lung_size_is_one_minus_mean_no_lung_probability(tmp_path):
     assert got == pytest.approx(expected, rel=0, abs=1e-10)
 
 
+def _assert_gradient_reaches_volume_and_checkpointing_is_exact(clf, hu: torch.Tensor, target: int) -> None:
+    """d score / d HU is finite and non-zero, and the same with and without activation checkpointing."""
+    grads = []
+    for use_checkpoint in (True, False):
+        clf.module.checkpoint = use_checkpoint
+        (grad,) = torch.autograd.grad(clf.score(hu, target), hu)
+        grads.append(grad)
+    assert torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-14)
+
+
 def test_lung_size_gradient_reaches_the_volume_and_checkpointing_is_exact(tmp_path):
     path, _ = _tiny_unet_file(tmp_path, seed=2)
     clf = open_classifier(path, "lungmask-r231").to("cpu", torch.float64)
     clf.module.batch = 2
     hu = (torch.rand(3, 16, 16, dtype=torch.float64) * 1400 - 1000).requires_grad_()
-    grads = []
-    for use_checkpoint in (True, False):
-        clf.module.checkpoint = use_checkpoint
-        (grad,) = torch.autograd.grad(clf.score(hu, 0), hu)
-        grads.append(grad)
-    assert torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-14)
+    _assert_gradient_reaches_volume_and_checkpointing_is_exact(clf, hu, 0)
 
 
 def test_lungmask_mismatch_and_wrong_file_are_one_line_errors(tmp_path):
@@ -311,13 +316,7 @@ def test_merlin_gradient_reaches_the_volume_and_checkpointing_is_exact(tmp_path)
     path, _ = _tiny_merlin_clip_file(tmp_path, seed=6)
     clf = open_classifier(path, "merlin-i3resnet152").to("cpu", torch.float64)
     hu = (torch.rand(4, 24, 24, dtype=torch.float64) * 1800 - 900).requires_grad_()
-    grads = []
-    for use_checkpoint in (True, False):
-        clf.module.checkpoint = use_checkpoint
-        (grad,) = torch.autograd.grad(clf.score(hu, 2), hu)
-        grads.append(grad)
-    assert torch.isfinite(grads[0]).all() and grads[0].abs().sum() > 0
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-14)
+    _assert_gradient_reaches_volume_and_checkpointing_is_exact(clf, hu, 2)
 
 
 def test_merlin_mismatch_and_wrong_file_are_one_line_errors(tmp_path):
