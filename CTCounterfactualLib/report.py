@@ -1,4 +1,6 @@
-"""``report.png`` of the demo: input, CF and heatmap on the most changed slices, and the chunk plot."""
+"""``report.png`` of the demo: input, reconstruction, CF and heatmap on the most changed slices, and
+the chunk plot. The reconstruction row is there because the CF is a decoded volume: the fluid's fade
+shows against D(E(x)), not against the sharper input; each title gives the fluid's mean HU."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .outputs import read_chunks_csv
+from .phantom import LABELS
 from .volume_io import read_volume
 
 
@@ -18,26 +21,30 @@ def write_report(out: Path, phantom, results: dict, n_slices: int = 3) -> Path:
 
     scan = out / "scan"
     cf = read_volume(scan / "counterfactual.nrrd").array
+    rec = read_volume(scan / "reconstruction.nrrd").array
     heat = read_volume(scan / "heatmap.nrrd").array
     a, b = results["scan"]["output_chunk"]
     per_slice = heat[a:b].reshape(b - a, -1).sum(1)
     picks = sorted(a + int(i) for i in np.argsort(per_slice)[::-1][:n_slices])
-    fig = plt.figure(figsize=(3.2 * n_slices, 12.5), dpi=90)
-    grid = fig.add_gridspec(4, n_slices, height_ratios=[1, 1, 1, 0.9])
+    fig = plt.figure(figsize=(3.2 * n_slices, 15.8), dpi=90)
+    grid = fig.add_gridspec(5, n_slices, height_ratios=[1, 1, 1, 1, 0.9])
     vmax = float(np.percentile(heat[heat > 0], 99.5)) if (heat > 0).any() else 1.0
     for j, k in enumerate(picks):
-        for i, (img, title) in enumerate(((phantom.hu[k], "input"), (cf[k], "counterfactual"))):
+        fluid = phantom.labels[k] == LABELS["effusion"]
+        rows = ((phantom.hu[k], "input"), (rec[k], "reconstruction"), (cf[k], "counterfactual"))
+        for i, (img, title) in enumerate(rows):
             ax = fig.add_subplot(grid[i, j])
             ax.imshow(img, cmap="gray", vmin=-1000, vmax=400)
-            ax.contour(phantom.labels[k] == 4, levels=[0.5], colors="#00d0ff", linewidths=0.8)
-            ax.set_title(f"{title}, slice {k}", fontsize=9)
+            ax.contour(fluid, levels=[0.5], colors="#00d0ff", linewidths=0.8)
+            hu = f": fluid {img[fluid].mean():.0f} HU" if fluid.any() else ""
+            ax.set_title(f"{title}, slice {k}{hu}", fontsize=9)
             ax.axis("off")
-        ax = fig.add_subplot(grid[2, j])
+        ax = fig.add_subplot(grid[3, j])
         ax.imshow(cf[k], cmap="gray", vmin=-1000, vmax=400)
         ax.imshow(np.ma.masked_less(heat[k], vmax * 0.05), cmap="hot", vmin=0, vmax=vmax, alpha=0.7)
         ax.set_title(f"heatmap (|dHU|), slice {k}", fontsize=9)
         ax.axis("off")
-    ax = fig.add_subplot(grid[3, :])
+    ax = fig.add_subplot(grid[4, :])
     rows = read_chunks_csv(scan / "chunks.csv")
     centers = [(int(r["chunk_start"]) + int(r["chunk_end"]) - 1) / 2 for r in rows]
     ax.bar(
