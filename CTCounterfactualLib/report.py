@@ -31,8 +31,8 @@ def write_report(out: Path, phantom, results: dict, n_slices: int = 3) -> Path:
     vmax = float(np.percentile(heat[heat > 0], 99.5)) if (heat > 0).any() else 1.0
     for j, k in enumerate(picks):
         fluid = phantom.labels[k] == LABELS["effusion"]
-        rows = ((phantom.hu[k], "input"), (rec[k], "reconstruction"), (cf[k], "counterfactual"))
-        for i, (img, title) in enumerate(rows):
+        panels = ((phantom.hu[k], "input"), (rec[k], "reconstruction"), (cf[k], "counterfactual"))
+        for i, (img, title) in enumerate(panels):
             ax = fig.add_subplot(grid[i, j])
             ax.imshow(img, cmap="gray", vmin=-1000, vmax=400)
             ax.contour(fluid, levels=[0.5], colors="#00d0ff", linewidths=0.8)
