@@ -504,14 +504,13 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         self.test_demo_end_to_end()
 
     def test_demo_end_to_end(self) -> None:
-        from CTCounterfactualLib.demo import DEMO_SPEC
-        from CTCounterfactualLib.phantom import make_phantom
+        from CTCounterfactualLib.demo import make_demo_input
         from CTCounterfactualLib.volume_io import write_volume
 
-        self.delayDisplay("Generating the demo phantom")
+        self.delayDisplay("Adding a simulated effusion to the demo chest CT")
         workdir = Path(tempfile.mkdtemp(prefix="CTCounterfactualTest-"))
-        phantom = make_phantom(DEMO_SPEC)
-        write_volume(phantom.hu, phantom.geometry, workdir / "input.nrrd")
+        demo = make_demo_input()
+        write_volume(demo.hu, demo.geometry, workdir / "input.nrrd")
         node = slicer.util.loadVolume(str(workdir / "input.nrrd"))
         logic = CTCounterfactualLogic()
         self.assertTrue(logic.ensureDependencies(ask=False))

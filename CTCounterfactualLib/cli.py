@@ -195,10 +195,11 @@ def _run_explain(args: argparse.Namespace) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="explain a chest CT phantom with a pleural effusion using the bundled models",
-        description="Generate a chest CT phantom with a right pleural effusion (OUT/input.nrrd, labels.nrrd), "
-        "explain it with the bundled VQ-GAN and effusion classifier in scan mode (OUT/scan/) and joint mode "
-        "(OUT/joint/), and write OUT/report.png and OUT/demo.json with the checked numbers.",
+        help="explain a real chest CT with a simulated pleural effusion using the bundled models",
+        description="Add a simulated right pleural effusion to the bundled real chest CT (LIDC-IDRI-0001) "
+        "(OUT/input.nrrd, OUT/labels.nrrd: 1 = fluid), explain it with the bundled VQ-GAN and effusion "
+        "classifier in scan mode (OUT/scan/) and joint mode (OUT/joint/), and write OUT/report.png and "
+        "OUT/demo.json with the numbers it measures.",
     )
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--progress", choices=PROGRESS_KINDS, default="bar")
@@ -210,8 +211,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     with closing(make_progress(args.progress)) as progress:
         r = run_demo(args.out, progress)
-    e0, e1 = r["phantom"]["effusion_slices"]
-    print(f"phantom with a right pleural effusion on slices {e0}-{e1 - 1}; threshold {r['threshold']}")
+    src = r["source"]
+    e0, e1 = src["effusion_slices"]
+    print(
+        f"{src['ct']} with a simulated {src['effusion']} pleural effusion (seed {src['effusion_seed']}, "
+        f"{src['effusion_ml']:.0f} ml) on slices {e0}-{e1 - 1}; threshold {r['threshold']}"
+    )
     for mode in ("scan", "joint"):
         m = r[mode]
         p = m["predictions"]
@@ -220,7 +225,8 @@ def _run_demo(args: argparse.Namespace) -> int:
             f"{mode:5s}: P(effusion) input {p['input']:.3f}, reconstruction {p['reconstruction']:.3f}, "
             f"counterfactual {p['counterfactual']:.3f}; CF slices {a}-{b - 1} "
             f"(overlaps effusion: {m['output_chunk_overlaps_effusion']}); heatmap mass in effusion "
-            f"{m['heatmap_share_in_effusion']:.1%}, within 5 mm {m['heatmap_share_in_effusion_dilated_5mm']:.1%}"
+            f"{m['heatmap_share_in_effusion']:.1%}, within 5 mm {m['heatmap_share_in_effusion_dilated_5mm']:.1%} "
+            f"(that region is {r['effusion_dilated_share_of_body']:.1%} of the body)"
         )
         if m["effusion_mean_hu_counterfactual"] is not None:
             print(
@@ -242,7 +248,20 @@ def _add_training(sub) -> None:
     p.add_argument("--out", required=True, help="output weights file (.pt)")
     p.add_argument("--phantoms", type=int, default=40, help="number of phantoms (default 40)")
     p.add_argument("--volume", action="append", default=[], help="a real CT volume to add (repeatable)")
+    p.add_argument(
+        "--real-ct",
+        action="append",
+        default=[],
+        help="real chest CT to train on at 128x128 with plausible in-plane augmentation (repeatable); "
+        "switches to the real-anatomy model",
+    )
+    p.add_argument("--init", help="start from these weights (same architecture), e.g. a phantom-trained model")
+    p.add_argument("--heldout", action="append", default=[], help="real CT for the held-out MAE / slope (repeatable)")
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=48, help="random square crop of the resized slices (default 48)")
+    p.add_argument("--adv-start", type=int, help="step the adversarial loss starts (default: half of --steps)")
+    p.add_argument("--max-minutes", type=float, help="stop early after this wall time (recorded as steps_done)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--catalog", action="store_true", help="register the result in Resources/models/catalog.json")
     p.set_defaults(func=_run_train_autoencoder)
@@ -255,7 +274,14 @@ def _add_training(sub) -> None:
     )
     p.add_argument("--out", required=True, help="output TorchScript file (.pt)")
     p.add_argument("--autoencoder", help="VQ-GAN whose reconstructions the classifier should also see")
-    p.add_argument("--train", type=int, default=160, help="training phantoms (default 160)")
+    p.add_argument(
+        "--real-ct",
+        action="store_true",
+        help="train on the bundled real chest CT with and without simulated effusions (one pair per seed) "
+        "instead of phantoms",
+    )
+    p.add_argument("--heldout", action="append", default=[], help="real CT for the held-out AUC (repeatable)")
+    p.add_argument("--train", type=int, default=160, help="training phantoms, or effusion seeds with --real-ct")
     p.add_argument("--eval", type=int, default=100, help="held-out phantoms for the AUC (default 100)")
     p.add_argument("--epochs", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
@@ -277,27 +303,62 @@ def _add_train_lungseg(sub) -> None:
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--real-ct", help="real CT volume for the Dice check")
     p.add_argument("--real-seg", help="its TotalSegmentator label map (lungs = 10-14)")
+    p.add_argument(
+        "--train-real",
+        action="store_true",
+        help="also train on the bundled real chest CT's TotalSegmentator lungs (with plausible in-plane augmentation)",
+    )
+    p.add_argument(
+        "--heldout",
+        action="append",
+        default=[],
+        help="real CT without labels: lung Dice against a threshold + connected-components lung mask (repeatable)",
+    )
     p.add_argument("--catalog", action="store_true", help="register the result in Resources/models/catalog.json")
     p.set_defaults(func=_run_train_lungseg)
 
 
 def _run_train_lungseg(args: argparse.Namespace) -> int:
+    import torch
+
     from .catalog import register
     from .train_lungseg import lung_dataset, lung_dice, real_ct_dice, save_lungsize, train_lungseg
 
     seeds = list(range(3000, 3000 + args.phantoms))
-    x, y = lung_dataset(seeds)
+    parts = [lung_dataset(seeds)] if seeds else []
+    if args.train_real:
+        from .data.chest_grid import resample_chest
+        from .data.demo_ct import load_demo_ct
+        from .train_lungseg import real_lung_dataset
+
+        demo = load_demo_ct()
+        scan = resample_chest(demo.hu, demo.geometry, demo.labels)
+        parts.append(real_lung_dataset(scan.hu, scan.labels))
+    x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     net = train_lungseg(
-        x, y, steps=args.steps, log=lambda step, d: print(f"step {step}: loss {d['loss']:.4f}", flush=True)
+        x,
+        y,
+        steps=args.steps,
+        log=lambda step, d: print(f"step {step}: loss {d['loss']:.4f}", flush=True),
+        augment=args.train_real,
     )
     xe, ye = lung_dataset(list(range(6000, 6010)))
     info = {
-        "command": "ctcf train-lungseg",
-        "phantom_seeds": [seeds[0], seeds[-1]],
+        "command": "ctcf train-lungseg" + (" --train-real" if args.train_real else ""),
+        "phantom_seeds": [seeds[0], seeds[-1]] if seeds else [],
+        "real_ct": "chest_ct.nii.gz (LIDC-IDRI-0001, TotalSegmentator lungs)" if args.train_real else None,
         "slices": int(len(x)),
         "steps": args.steps,
         "dice_heldout_phantoms": lung_dice(net, xe, ye > 0),
     }
+    for h in args.heldout:
+        from .data.chest_grid import load_chest
+        from .data.effusion import computed_lung_mask
+        from .train_lungseg import _resize_pair
+
+        scan = load_chest(h)
+        xh, yh = _resize_pair(scan.hu, computed_lung_mask(scan.hu, scan.geometry).astype(np.int64), 64)
+        info[f"dice_heldout_{Path(h).name}_vs_threshold_lung_mask"] = lung_dice(net, xh, yh > 0)
     path = save_lungsize(net, args.out, info)
     if args.real_ct and args.real_seg:
         info[f"dice_{Path(args.real_ct).name}_lungs_10_14"] = real_ct_dice(net, args.real_ct, args.real_seg)
@@ -310,55 +371,90 @@ def _run_train_lungseg(args: argparse.Namespace) -> int:
             "classifier",
             ["lung size"],
             info,
-            "lung size = 1 - mean P(no lung) from a 2D lung segmentation net trained on phantoms",
+            "lung size = 1 - mean P(no lung) from a 2D lung segmentation net trained on "
+            + ("phantoms and a real chest CT" if args.train_real else "phantoms"),
         )
     return 0
 
 
 def _run_train_autoencoder(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
     from .autoencoder import load_autoencoder
     from .catalog import register
     from .phantom import PhantomSpec, make_phantom
     from .train_autoencoder import (
         DEMO_CONVENTION,
+        REAL_CONVENTION,
         AETrainConfig,
         collect_slices,
         demo_vqgan_config,
+        lps_array,
+        real_ct_slices,
+        reconstruction_fit_hu,
         reconstruction_mae_hu,
         save_autoencoder,
         train_autoencoder,
     )
     from .volume_io import read_volume
 
+    real = bool(args.real_ct)
+    conv = REAL_CONVENTION if real else DEMO_CONVENTION
     seeds = list(range(1000, 1000 + args.phantoms))
-    slices = collect_slices(seeds, args.volume, DEMO_CONVENTION.size)
-    tc = AETrainConfig(steps=args.steps, adv_start=args.steps // 2, seed=args.seed)
+    parts = [collect_slices(seeds, args.volume, conv.size)] if seeds or args.volume else []
+    if real:
+        parts.append(real_ct_slices(args.real_ct, conv.size))
+    slices = torch.cat(parts)
+    tc = AETrainConfig(
+        steps=args.steps,
+        adv_start=args.steps // 2 if args.adv_start is None else args.adv_start,
+        seed=args.seed,
+        batch=args.batch,
+        crop=args.crop,
+        augment=real,
+        max_minutes=args.max_minutes,
+    )
+    t0 = time.monotonic()
     model = train_autoencoder(
         slices,
-        demo_vqgan_config(),
+        demo_vqgan_config(conv.size),
         tc,
-        log=lambda step, d: print(f"step {step}: l1 {d['l1']:.4f}, vq {d['vq']:.4f}", flush=True),
+        log=lambda step, d: print(
+            f"step {step}: l1 {d['l1']:.4f}, vq {d['vq']:.4f} ({time.monotonic() - t0:.0f} s)", flush=True
+        ),
+        init=torch.load(args.init, map_location="cpu", weights_only=True) if args.init else None,
     )
     info = {
         "command": "ctcf train-autoencoder",
         "phantom_seeds": [seeds[0], seeds[-1]] if seeds else [],
         "volumes": [Path(v).name for v in args.volume],
+        "real_cts": [Path(v).name for v in args.real_ct],
+        "init": Path(args.init).name if args.init else None,
         "slices": int(slices.shape[0]),
+        "train_seconds": round(time.monotonic() - t0),
+        "steps_done": model.steps_done,
         **tc.__dict__,
     }
-    path = save_autoencoder(model, DEMO_CONVENTION, args.out, info)
+    path = save_autoencoder(model, conv, args.out, info)
     ae = load_autoencoder(path)
-    held_out = [make_phantom(PhantomSpec(seed=s, effusion="right", nodules=1)) for s in range(5000, 5005)]
-    info["mae_hu_heldout_phantoms_body"] = float(
-        np.mean([reconstruction_mae_hu(ae, p.hu, p.labels > 0) for p in held_out])
-    )
+    if seeds:
+        held_out = [make_phantom(PhantomSpec(seed=s, effusion="right", nodules=1)) for s in range(5000, 5005)]
+        info["mae_hu_heldout_phantoms_body"] = float(
+            np.mean([reconstruction_mae_hu(ae, p.hu, p.labels > 0) for p in held_out])
+        )
     for v in args.volume:
         vol = read_volume(v)
         info[f"mae_hu_{Path(v).name}_body"] = reconstruction_mae_hu(ae, vol.array, vol.array > -500)
-    save_autoencoder(model, DEMO_CONVENTION, args.out, info)
-    print(json.dumps({k: v for k, v in info.items() if k.startswith("mae")}, indent=2))
+    for v in args.heldout:
+        hu = lps_array(v)
+        info[f"heldout_{Path(v).name}"] = reconstruction_fit_hu(ae, hu, hu > -500)
+    save_autoencoder(model, conv, args.out, info)
+    print(json.dumps({k: v for k, v in info.items() if k.startswith(("mae", "heldout"))}, indent=2))
     if args.catalog:
-        register(path, "demo-vqgan", "autoencoder", [], info, "slice VQ-GAN for the demo phantoms")
+        what = "slice VQ-GAN on real chest CT slices at 128x128" if real else "slice VQ-GAN for the demo phantoms"
+        register(path, "demo-vqgan", "autoencoder", [], info, what)
     return 0
 
 
@@ -378,6 +474,8 @@ def _run_train_classifier(args: argparse.Namespace) -> int:
     )
 
     ae = load_autoencoder(args.autoencoder) if args.autoencoder else None
+    if args.real_ct:
+        return _train_real_classifier(args, ae)
     tc = ClassifierTrainConfig(n_train=args.train, epochs=args.epochs, seed=args.seed)
     train_seeds = list(range(tc.first_seed, tc.first_seed + tc.n_train))
     x, y = phantom_dataset(train_seeds, ae, EFFUSION_CONVENTION)
@@ -402,6 +500,68 @@ def _run_train_classifier(args: argparse.Namespace) -> int:
     if args.catalog:
         register(
             path, "demo-effusion", "classifier", EFFUSION_TARGETS, info, "3D CNN for pleural effusion on chest phantoms"
+        )
+    return 0
+
+
+def _train_real_classifier(args: argparse.Namespace, ae) -> int:
+    import time
+
+    from .catalog import register
+    from .data.chest_grid import load_chest, resample_chest
+    from .data.demo_ct import DEMO_CT, load_demo_ct
+    from .train_classifier import (
+        EFFUSION_CONVENTION,
+        EFFUSION_TARGETS,
+        ClassifierTrainConfig,
+        roc_auc,
+        save_classifier,
+        train_classifier,
+    )
+    from .training.effusion_real import augmented_scores, effusion_pairs, plausible_volume_affine
+
+    demo = load_demo_ct()
+    scans = [resample_chest(demo.hu, demo.geometry, demo.labels, name=DEMO_CT.name)]
+    tc = ClassifierTrainConfig(n_train=args.train, epochs=args.epochs, seed=args.seed)
+    train_seeds = list(range(tc.first_seed, tc.first_seed + tc.n_train))
+    t0 = time.monotonic()
+    x, y, masks = effusion_pairs(scans, train_seeds, EFFUSION_CONVENTION, ae)
+    print(f"{len(x)} training volumes ({time.monotonic() - t0:.0f} s)", flush=True)
+    net = train_classifier(
+        x,
+        y,
+        tc,
+        log=lambda e, d: print(f"epoch {e}: loss {d['loss']:.4f} ({time.monotonic() - t0:.0f} s)", flush=True),
+        augment=plausible_volume_affine,
+        masks=masks,
+    )
+    info = {
+        "command": "ctcf train-classifier --real-ct",
+        "train_ct": DEMO_CT.name,
+        "train_effusion_seeds": [train_seeds[0], train_seeds[-1]],
+        "autoencoder": Path(args.autoencoder).name if args.autoencoder else None,
+        "train_seconds": round(time.monotonic() - t0),
+        **tc.__dict__,
+    }
+    n_pairs = max(1, args.eval // 2)
+    eval_seeds = list(range(20_000, 20_000 + n_pairs))
+    evals = [("same_ct_new_seeds", scans[0])] + [(f"heldout_{Path(h).name}", load_chest(h)) for h in args.heldout]
+    for key, scan in evals:
+        xe, ye, _ = effusion_pairs([scan], eval_seeds, EFFUSION_CONVENTION)
+        scores = augmented_scores(net, xe, seed=1)
+        info[f"auc_{key}"] = roc_auc(scores, ye.numpy())
+        info[f"accuracy_{key}_at_0.5"] = float(((scores > 0.5) == (ye.numpy() > 0.5)).mean())
+        info[f"n_{key}"] = len(ye)
+        print(f"{key}: AUC {info[f'auc_{key}']:.3f}, accuracy {info[f'accuracy_{key}_at_0.5']:.3f} (n={len(ye)})")
+    path = save_classifier(net, args.out, info)
+    if args.catalog:
+        register(
+            path,
+            "demo-effusion",
+            "classifier",
+            EFFUSION_TARGETS,
+            info,
+            "3D CNN for pleural effusion, trained on a real chest CT with and without simulated effusions",
         )
     return 0
 

@@ -1,28 +1,33 @@
-"""``ctcf demo``: a chest CT phantom with a pleural effusion, explained with the bundled models.
+"""``ctcf demo``: the bundled real chest CT with a simulated pleural effusion, explained with the bundled models.
 
-Writes ``input.nrrd`` (+ ``labels.nrrd``), runs ``scan`` (into ``scan/``) and ``joint`` (into
-``joint/``) for the effusion target, then checks and records what a user should see: the CF's
-prediction falls below the classifier's threshold, the scan's lowest chunk overlaps the effusion,
-and most heatmap mass lies on the effusion (mask dilated by 5 mm).
+Writes ``input.nrrd`` (LIDC-IDRI-0001 + effusion seed ``DEMO_EFFUSION_SEED``) and ``labels.nrrd``
+(1 = simulated fluid), runs ``scan`` (into ``scan/``) and ``joint`` (into ``joint/``) for the
+effusion target, then records what a user should see: the predictions of input, reconstruction and
+CF against the classifier's threshold, whether the scan's output chunk overlaps the effusion, the
+heatmap's share within 5 mm of the fluid against that region's share of the body, and the fluid's
+mean HU in reconstruction vs CF.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from .catalog import load_bundled_autoencoder, load_bundled_classifier
+from .data.demo_ct import load_demo_ct
+from .data.effusion import simulate_effusion
 from .explain import ExplainConfig
 from .latent_ops import Progress, _noop
 from .outputs import write_json_atomic
-from .phantom import LABELS, PhantomSpec, make_phantom
 from .pipeline import explain_file
 from .volume_io import Geometry, image_from_array, read_volume, write_volume
 
-DEMO_SPEC = PhantomSpec(seed=2024, effusion="right", effusion_depth_mm=35.0, effusion_extent=(0.1, 0.55), nodules=1)
+DEMO_EFFUSION_SEED = 5
+DEMO_EFFUSION_SIDE = "right"
 
 
 def dilated_mask(mask: np.ndarray, geometry: Geometry, mm: float) -> np.ndarray:
@@ -38,24 +43,61 @@ def heatmap_share(heatmap: np.ndarray, mask: np.ndarray) -> float:
     return float(heatmap[mask].sum() / total) if total > 0 else 0.0
 
 
+@dataclass
+class DemoInput:
+    """The demo CT with its simulated effusion (``slices``: a z range of it)."""
+
+    hu: np.ndarray
+    effusion: np.ndarray
+    body: np.ndarray
+    geometry: Geometry
+    name: str
+    side: str
+
+
+def make_demo_input(seed: int = DEMO_EFFUSION_SEED, slices: tuple[int, int] | None = None) -> DemoInput:
+    """The bundled real chest CT plus simulated effusion ``seed`` on the demo's side."""
+    ct = load_demo_ct()
+    sim = simulate_effusion(ct.hu, ct.geometry, seed, ct.labels, side=DEMO_EFFUSION_SIDE)
+    hu, effusion, body, geometry = sim.hu, sim.mask, ct.hu > -500, ct.geometry
+    if slices is not None:
+        z0, z1 = slices
+        hu, effusion, body = hu[z0:z1], effusion[z0:z1], body[z0:z1]
+        origin = image_from_array(ct.hu, geometry).TransformIndexToPhysicalPoint((0, 0, z0))
+        geometry = Geometry((geometry.size[0], geometry.size[1], z1 - z0), geometry.spacing, origin, geometry.direction)
+    return DemoInput(hu, effusion, body, geometry, ct.name, sim.params.side)
+
+
 def run_demo(
-    out_dir: str | os.PathLike, progress: Progress = _noop, spec: PhantomSpec = DEMO_SPEC, chunk_size: int = 8
+    out_dir: str | os.PathLike,
+    progress: Progress = _noop,
+    seed: int = DEMO_EFFUSION_SEED,
+    chunk_size: int = 8,
+    slices: tuple[int, int] | None = None,
 ) -> dict:
-    """Run the whole demo into ``out_dir``; returns the numbers it checks (also in demo.json)."""
+    """Run the whole demo into ``out_dir`` (``slices``: a z range of the CT, for quick tests); returns its numbers."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ae, ae_path = load_bundled_autoencoder()
     clf, clf_path = load_bundled_classifier()
-    phantom = make_phantom(spec)
-    write_volume(phantom.hu, phantom.geometry, out / "input.nrrd")
-    write_volume(phantom.labels, phantom.geometry, out / "labels.nrrd")
-    effusion = phantom.labels == LABELS["effusion"]
-    near = dilated_mask(effusion, phantom.geometry, 5.0)
+    demo = make_demo_input(seed, slices)
+    hu, effusion, body, geometry = demo.hu, demo.effusion, demo.body, demo.geometry
+    write_volume(hu, geometry, out / "input.nrrd")
+    write_volume(effusion.astype(np.uint8), geometry, out / "labels.nrrd")
+    rows = np.flatnonzero(effusion.any(axis=(1, 2)))
+    e0, e1 = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
+    near = dilated_mask(effusion, geometry, 5.0)
     results: dict = {
-        "phantom": {"seed": spec.seed, "effusion": spec.effusion, "effusion_slices": list(phantom.effusion_slices)},
+        "source": {
+            "ct": demo.name,
+            "effusion_seed": seed,
+            "effusion": demo.side,
+            "effusion_ml": float(effusion.sum() * np.prod(geometry.spacing) / 1000),
+            "effusion_slices": [e0, e1],
+        },
         "threshold": clf.threshold,
         # what a heatmap spread evenly over the body would put near the effusion
-        "effusion_dilated_share_of_body": float(near.sum() / (phantom.labels > 0).sum()),
+        "effusion_dilated_share_of_body": float((near & body).sum() / body.sum()),
     }
     for mode in ("scan", "joint"):
         cfg = ExplainConfig(target="pleural effusion", chunk_size=chunk_size, mode=mode)
@@ -71,7 +113,6 @@ def run_demo(
         )
         heat = read_volume(out / mode / "heatmap.nrrd").array
         oc = summary["output_chunk"]
-        e0, e1 = phantom.effusion_slices
         in_chunk = np.zeros_like(effusion)
         in_chunk[oc["start"] : oc["end"]] = effusion[oc["start"] : oc["end"]]
         cf_hu = read_volume(out / mode / "counterfactual.nrrd").array
@@ -91,6 +132,6 @@ def run_demo(
         write_json_atomic(out / mode / "summary.json", summary)
     from .report import write_report
 
-    write_report(out, phantom, results)
+    write_report(out, hu, effusion, results)
     write_json_atomic(out / "demo.json", results)
     return results

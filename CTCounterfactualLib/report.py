@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .outputs import read_chunks_csv
-from .phantom import LABELS
 from .volume_io import read_volume
 
 
-def write_report(out: Path, phantom, results: dict, n_slices: int = 3) -> Path:
+def write_report(out: Path, hu: np.ndarray, effusion: np.ndarray, results: dict, n_slices: int = 3) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,8 +29,8 @@ def write_report(out: Path, phantom, results: dict, n_slices: int = 3) -> Path:
     grid = fig.add_gridspec(5, n_slices, height_ratios=[1, 1, 1, 1, 0.9])
     vmax = float(np.percentile(heat[heat > 0], 99.5)) if (heat > 0).any() else 1.0
     for j, k in enumerate(picks):
-        fluid = phantom.labels[k] == LABELS["effusion"]
-        panels = ((phantom.hu[k], "input"), (rec[k], "reconstruction"), (cf[k], "counterfactual"))
+        fluid = effusion[k]
+        panels = ((hu[k], "input"), (rec[k], "reconstruction"), (cf[k], "counterfactual"))
         for i, (img, title) in enumerate(panels):
             ax = fig.add_subplot(grid[i, j])
             ax.imshow(img, cmap="gray", vmin=-1000, vmax=400)
@@ -58,7 +57,7 @@ def write_report(out: Path, phantom, results: dict, n_slices: int = 3) -> Path:
     ax.axhline(p["input"], color="#c44e52", label=f"input {p['input']:.2f}")
     ax.axhline(p["reconstruction"], color="#55a868", ls="--", label=f"reconstruction {p['reconstruction']:.2f}")
     ax.axhline(results["threshold"], color="gray", ls=":", label="threshold")
-    e0, e1 = results["phantom"]["effusion_slices"]
+    e0, e1 = results["source"]["effusion_slices"]
     ax.axvspan(e0 - 0.5, e1 - 0.5, color="#00d0ff", alpha=0.15, label="effusion slices")
     ax.set_xlabel("slice")
     ax.set_ylabel("P(pleural effusion)")

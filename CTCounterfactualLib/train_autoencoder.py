@@ -37,13 +37,27 @@ DEMO_CONVENTION = SliceConvention(
 )
 
 
-def demo_vqgan_config() -> VQGANConfig:
+# the real-anatomy VQ-GAN: 512 x 512 chest slices resized to 128 x 128 (2.8 mm for a 360 mm field of
+# view), the coarsest grid on which the larger lung vessels and the fissures stay visible
+REAL_CONVENTION = SliceConvention(
+    window=HUWindow(-1000.0, 1000.0),
+    size=128,
+    rot90_k=0,
+    flip=False,
+    input_scale=2.0,
+    input_offset=-1.0,
+    output_scale=0.5,
+    output_offset=0.5,
+)
+
+
+def demo_vqgan_config(resolution: int = 64) -> VQGANConfig:
     return VQGANConfig(
         ch=32,
         ch_mult=(1, 2, 2),
         num_res_blocks=1,
         attn_resolutions=(),
-        resolution=64,
+        resolution=resolution,
         in_channels=1,
         out_ch=1,
         z_channels=8,
@@ -63,6 +77,13 @@ class AETrainConfig:
     adv_weight: float = 0.05
     beta: float = 0.25
     seed: int = 0
+    # in-plane augmentation that keeps anatomy plausible: small rotation, zoom and shift (no
+    # left-right flip, which would put the heart on the right)
+    max_minutes: float | None = None  # stop early (and say so in the sidecar) when this wall time is spent
+    augment: bool = False
+    max_rotation_deg: float = 8.0
+    max_zoom: float = 0.15
+    max_shift: float = 0.06
 
 
 def _to_model_size(hu_slices: np.ndarray, size: int) -> torch.Tensor:
@@ -70,6 +91,21 @@ def _to_model_size(hu_slices: np.ndarray, size: int) -> torch.Tensor:
     x = torch.as_tensor(hu_slices, dtype=torch.float32)[:, None]
     x = ((x + 1000.0) / 2000.0).clamp(0, 1)
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def lps_array(path: str | os.PathLike) -> np.ndarray:
+    """A CT's HU array reoriented to LPS (row 0 anterior, column 0 right), as the bundled demo CT is stored."""
+    import SimpleITK as sitk
+
+    from .volume_io import image_from_array
+
+    vol = read_volume(path)
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(image_from_array(vol.array, vol.geometry), "LPS"))
+
+
+def real_ct_slices(paths: Iterable[str | os.PathLike], size: int) -> torch.Tensor:
+    """All axial slices of real CTs (LPS orientation), windowed to [0, 1] and resized to ``size``."""
+    return torch.cat([_to_model_size(lps_array(p), size) for p in paths])
 
 
 def collect_slices(
@@ -106,6 +142,24 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
+def plausible_affine(x: torch.Tensor, tc: AETrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Random small rotation / zoom / shift of (B, 1, S, S) slices in [0, 1]; outside the slice is air (0)."""
+    b = x.shape[0]
+    u = torch.rand(b, 4, generator=g) * 2 - 1
+    angle = u[:, 0] * tc.max_rotation_deg * torch.pi / 180
+    zoom = 1 + u[:, 1] * tc.max_zoom
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, u[:, 2] * tc.max_shift * 2], 1),
+            torch.stack([sin, cos, u[:, 3] * tc.max_shift * 2], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def _quantize_st(model: VQModel, h: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Straight-through quantization with codebook + commitment loss (training only)."""
     zq = model.quantize(h)
@@ -114,12 +168,18 @@ def _quantize_st(model: VQModel, h: torch.Tensor, beta: float) -> tuple[torch.Te
 
 
 def train_autoencoder(
-    slices: torch.Tensor, cfg: VQGANConfig, tc: AETrainConfig, log: Callable[[int, dict], None] | None = None
+    slices: torch.Tensor,
+    cfg: VQGANConfig,
+    tc: AETrainConfig,
+    log: Callable[[int, dict], None] | None = None,
+    init: dict | None = None,
 ) -> VQModel:
-    """Train a VQ-GAN on (N, 1, S, S) [0, 1] slices; returns the model (eval mode)."""
+    """Train a VQ-GAN on (N, 1, S, S) [0, 1] slices, from ``init`` weights if given; returns it (eval mode)."""
     g = torch.Generator().manual_seed(tc.seed)
     torch.manual_seed(tc.seed)
     model = VQModel(cfg)
+    if init is not None:
+        model.load_state_dict(init)
     disc = PatchDiscriminator()
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=tc.lr, betas=(0.5, 0.9))
@@ -128,8 +188,11 @@ def train_autoencoder(
     def batch() -> torch.Tensor:
         idx = torch.randint(0, n, (tc.batch,), generator=g)
         oy, ox = (int(v) for v in torch.randint(0, s - tc.crop + 1, (2,), generator=g))
-        x = slices[idx, :, oy : oy + tc.crop, ox : ox + tc.crop]
-        if torch.rand(1, generator=g).item() < 0.5:
+        x = slices[idx]
+        if tc.augment:
+            x = plausible_affine(x, tc, g)
+        x = x[:, :, oy : oy + tc.crop, ox : ox + tc.crop]
+        if not tc.augment and torch.rand(1, generator=g).item() < 0.5:  # phantoms are symmetric
             x = torch.flip(x, dims=(-1,))
         return x * 2 - 1
 
@@ -137,7 +200,13 @@ def train_autoencoder(
         h = model.quant_conv(model.encoder(batch())).permute(0, 2, 3, 1).reshape(-1, cfg.embed_dim)
         model.quantize.embedding.weight.copy_(h[torch.randint(0, h.shape[0], (cfg.n_embed,), generator=g)])
     model.train()
+    import time
+
+    start = time.monotonic()
     for step in range(tc.steps):
+        if tc.max_minutes is not None and time.monotonic() - start > 60 * tc.max_minutes:
+            model.steps_done = step
+            break
         x = batch()
         zq, vq_loss = _quantize_st(model, model.quant_conv(model.encoder(x)), tc.beta)
         rec = model.decode(zq)
@@ -149,13 +218,15 @@ def train_autoencoder(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if adv or step >= tc.adv_start - 100:
+        if adv or tc.adv_start - 100 <= step < tc.adv_start < tc.steps:  # discriminator warm-up
             d_loss = F.relu(1 - disc(x)).mean() + F.relu(1 + disc(rec.detach())).mean()
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
-        if log is not None and (step % 100 == 0 or step == tc.steps - 1):
+        if log is not None and (step % 20 == 0 or step == tc.steps - 1):
             log(step, {"l1": float(rec_loss.detach()), "vq": float(vq_loss.detach())})
+    else:
+        model.steps_done = tc.steps
     return model.eval()
 
 
@@ -172,6 +243,17 @@ def save_autoencoder(model: VQModel, convention: SliceConvention, path: str | os
     }
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return path
+
+
+def reconstruction_fit_hu(ae: SliceAutoencoder, hu: np.ndarray, body: np.ndarray, batch: int = 16) -> dict:
+    """MAE (HU) of D(E(x)) inside ``body`` and the slope / intercept of a linear fit of recon on input."""
+    from .latent_ops import reconstruct
+
+    unit = ae.window.to_unit(torch.as_tensor(hu, dtype=torch.float32)).clamp(0, 1)
+    rec = ae.window.to_hu(reconstruct(ae, unit, batch).clamp(0, 1)).numpy()[body]
+    inp = ae.window.to_hu(unit).numpy()[body]
+    slope, intercept = np.polyfit(inp, rec, 1)
+    return {"mae_hu_body": float(np.abs(rec - inp).mean()), "slope": float(slope), "intercept_hu": float(intercept)}
 
 
 def reconstruction_mae_hu(ae: SliceAutoencoder, hu: np.ndarray, body: np.ndarray, batch: int = 16) -> float:

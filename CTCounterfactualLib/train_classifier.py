@@ -112,8 +112,20 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def train_classifier(
-    x: torch.Tensor, y: torch.Tensor, tc: ClassifierTrainConfig, log: Callable[[int, dict], None] | None = None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    tc: ClassifierTrainConfig,
+    log: Callable[[int, dict], None] | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    masks: torch.Tensor | None = None,
+    aux_weight: float = 1.0,
 ) -> EffusionNet:
+    """Train on (N, 1, D, H, W) inputs; ``augment`` replaces the default left/right flip (phantoms).
+
+    With ``masks`` (N, 1, D, H, W, 1 = fluid) the evidence map is also supervised location by
+    location (BCE against the mask max-pooled to its grid, weight ``aux_weight``): the classifier
+    then learns from few volumes, and its evidence - which Latent Shift follows - sits on the fluid.
+    """
     torch.manual_seed(tc.seed)
     net = EffusionNet()
     opt = torch.optim.Adam(net.parameters(), lr=tc.lr)
@@ -123,13 +135,24 @@ def train_classifier(
         total = 0.0
         for i in range(0, len(x), tc.batch):
             idx = order[i : i + tc.batch]
-            xb = x[idx]
-            if torch.rand(1, generator=g).item() < 0.5:  # left/right flip: effusion on either side
+            xb = x[idx] if masks is None else torch.cat([x[idx], masks[idx]], 1)
+            if augment is not None:
+                xb = augment(xb, g)
+            elif torch.rand(1, generator=g).item() < 0.5:  # left/right flip: effusion on either side
                 xb = torch.flip(xb, dims=(-1,))
+            xb, mb = xb[:, :1], xb[:, 1:]
             # label smoothing keeps the sigmoid off saturation: at p = 1 - 1e-6 its gradient, which
             # Latent Shift follows, is a millionth of the logit's and no lambda moves the prediction
             target = y[idx] * (1 - tc.label_smoothing) + tc.label_smoothing / 2
-            loss = nn.functional.binary_cross_entropy_with_logits(net(xb)[:, 0], target)
+            if masks is None:
+                loss = nn.functional.binary_cross_entropy_with_logits(net(xb)[:, 0], target)
+            else:
+                evidence = net.features(xb)
+                flat = evidence.flatten(2)
+                logit = flat.topk(min(net.top_k, flat.shape[-1]), dim=-1).values.mean(-1) + net.bias
+                local = (nn.functional.adaptive_max_pool3d(mb, evidence.shape[2:]) > 0.25).float()
+                loss = nn.functional.binary_cross_entropy_with_logits(logit[:, 0], target)
+                loss = loss + aux_weight * nn.functional.binary_cross_entropy_with_logits(evidence, local)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -90,8 +90,39 @@ def lung_dataset(seeds: list[int], size: int = 64) -> tuple[torch.Tensor, torch.
     return torch.cat(xs), torch.cat(ys)
 
 
+def real_lung_dataset(hu: np.ndarray, labels: np.ndarray, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slices of a real CT (LPS grid) with classes from TotalSegmentator lobes (right 12-14, left 10-11)."""
+    from .data.demo_ct import LEFT_LUNG_LABELS, RIGHT_LUNG_LABELS
+
+    classes = np.where(np.isin(labels, RIGHT_LUNG_LABELS), 1, np.where(np.isin(labels, LEFT_LUNG_LABELS), 2, 0))
+    return _resize_pair(hu, classes.astype(np.int64), size)
+
+
+def _affine_pair(
+    x: torch.Tensor, y: torch.Tensor, g: torch.Generator, rot_deg: float = 8, zoom: float = 0.15
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same small rotation / zoom / shift of slices (bilinear, air outside) and their classes (nearest)."""
+    b = x.shape[0]
+    u = torch.rand(b, 4, generator=g) * 2 - 1
+    a = u[:, 0] * rot_deg * torch.pi / 180
+    z = 1 + u[:, 1] * zoom
+    cos, sin = torch.cos(a) / z, torch.sin(a) / z
+    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * 0.1], 1), torch.stack([sin, cos, u[:, 3] * 0.1], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    xa = F.grid_sample(x + 1, grid, align_corners=False) - 1  # model input -1 is -1000 HU: air
+    ya = F.grid_sample(y[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0].long()
+    return xa, ya
+
+
 def train_lungseg(
-    x: torch.Tensor, y: torch.Tensor, steps: int = 800, batch: int = 32, lr: float = 2e-3, seed: int = 0, log=None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int = 800,
+    batch: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    log=None,
+    augment: bool = False,
 ) -> LungSegNet:
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -99,7 +130,8 @@ def train_lungseg(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for step in range(steps):
         idx = torch.randint(0, len(x), (batch,), generator=g)
-        loss = F.cross_entropy(net(x[idx]), y[idx])
+        xb, yb = _affine_pair(x[idx], y[idx], g) if augment else (x[idx], y[idx])
+        loss = F.cross_entropy(net(xb), yb)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -27,8 +27,9 @@ def _grid(ct: sitk.Image) -> sitk.Image:
     n_z = int(round((Z_RANGE_MM[1] - Z_RANGE_MM[0]) / SPACING_Z))
     ref = sitk.Image(SIZE_XY, SIZE_XY, n_z, sitk.sitkInt16)
     ref.SetSpacing((spacing, spacing, SPACING_Z))
-    ref.SetOrigin((corner[0] + (spacing - ct.GetSpacing()[0]) / 2, corner[1] + (spacing - ct.GetSpacing()[1]) / 2,
-                   Z_RANGE_MM[0]))
+    ref.SetOrigin(
+        (corner[0] + (spacing - ct.GetSpacing()[0]) / 2, corner[1] + (spacing - ct.GetSpacing()[1]) / 2, Z_RANGE_MM[0])
+    )
     return ref
 
 

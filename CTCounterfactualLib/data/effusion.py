@@ -75,7 +75,9 @@ def computed_lung_mask(hu: np.ndarray, geometry: Geometry) -> np.ndarray:
     air = image_from_array((hu < -400).astype(np.uint8), geometry)
     comps = sitk.RelabelComponent(sitk.ConnectedComponent(air), sortByObjectSize=True)
     lab = sitk.GetArrayFromImage(comps)
-    border = np.unique(np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
+    border = np.unique(
+        np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()])
+    )
     voxel_ml = float(np.prod(geometry.spacing)) / 1000
     keep = []
     for c in range(1, min(int(lab.max()), 6) + 1):
@@ -89,9 +91,7 @@ def computed_lung_mask(hu: np.ndarray, geometry: Geometry) -> np.ndarray:
     return sitk.GetArrayFromImage(filled).astype(bool)
 
 
-def lung_sides(
-    hu: np.ndarray, geometry: Geometry, labels: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def lung_sides(hu: np.ndarray, geometry: Geometry, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(right, left) lung masks: TotalSegmentator lobes when ``labels`` has them, else computed on the CT."""
     if labels is not None and np.isin(labels, RIGHT_LUNG_LABELS + LEFT_LUNG_LABELS).any():
         return np.isin(labels, RIGHT_LUNG_LABELS), np.isin(labels, LEFT_LUNG_LABELS)
@@ -114,8 +114,10 @@ def soft_tissue_noise(hu: np.ndarray, rng: np.random.Generator, n: int) -> np.nd
     return rng.choice(residual, size=n).astype(np.float32)
 
 
-def _side_fraction(lung: np.ndarray, geometry: Geometry, params: EffusionParams, depth_mm: float) -> np.ndarray:
-    """Fluid fraction (0..1) inside one lung."""
+def _side_fraction(
+    lung: np.ndarray, both: np.ndarray, geometry: Geometry, params: EffusionParams, depth_mm: float
+) -> np.ndarray:
+    """Fluid fraction (0..1) inside one lung; depth is measured to the outline of ``both`` lungs together."""
     frac = np.zeros(lung.shape, dtype=np.float32)
     if not lung.any():
         return frac
@@ -123,7 +125,7 @@ def _side_fraction(lung: np.ndarray, geometry: Geometry, params: EffusionParams,
     y = np.broadcast_to(y, lung.shape)
     zs = np.broadcast_to(z, lung.shape)[:, 0, 0]
     # in-plane distance (mm) to the lung's outline: a huge slice spacing keeps the distance 2D
-    img = image_from_array(lung.astype(np.uint8), geometry)
+    img = image_from_array(both.astype(np.uint8), geometry)  # a split between touching lungs is no wall
     img.SetSpacing((geometry.spacing[0], geometry.spacing[1], 1e6))
     img.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
     dist = -sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, useImageSpacing=True))
@@ -158,7 +160,7 @@ def simulate_effusion(
     for name, lung in (("right", right), ("left", left)):
         if params.side in (name, "both"):
             depth = params.depth_mm * (float(rng.uniform(0.6, 1.0)) if params.side == "both" else 1.0)
-            frac = np.maximum(frac, _side_fraction(lung, geometry, params, depth))
+            frac = np.maximum(frac, _side_fraction(lung, right | left, geometry, params, depth))
     mask = frac > 0
     out = np.array(hu, dtype=np.float32, copy=True)
     fluid = params.fluid_hu + soft_tissue_noise(hu, rng, int(mask.sum()))
