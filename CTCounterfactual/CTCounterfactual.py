@@ -504,8 +504,8 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         self.test_demo_end_to_end()
 
     def test_demo_end_to_end(self) -> None:
-        from CTCounterfactualLib.demo import make_demo_input
-        from CTCounterfactualLib.volume_io import write_volume
+        from CTCounterfactualLib.data.volume_io import write_volume
+        from CTCounterfactualLib.jobs.demo import make_demo_input
 
         self.delayDisplay("Adding a simulated effusion to the demo chest CT")
         workdir = Path(tempfile.mkdtemp(prefix="CTCounterfactualTest-"))

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from CTCounterfactualLib.data.demo_ct import load_demo_ct  # noqa: E402
-from CTCounterfactualLib.demo import DEMO_EFFUSION_SEED, make_demo_input  # noqa: E402
+from CTCounterfactualLib.jobs.demo import DEMO_EFFUSION_SEED, make_demo_input  # noqa: E402
 
 
 def main() -> None:

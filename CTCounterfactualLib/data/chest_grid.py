@@ -9,7 +9,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CTCounterfactualLib.data.demo_ct import ChestCT
-from CTCounterfactualLib.volume_io import Geometry, image_from_array, read_volume
+from CTCounterfactualLib.data.volume_io import Geometry, image_from_array, read_volume
 
 MODEL_GRID_SIZE = 128  # in-plane voxels: the VQ-GAN's working resolution
 MODEL_GRID_Z_MM = 5.0

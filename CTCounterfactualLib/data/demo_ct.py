@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from CTCounterfactualLib.volume_io import Geometry, read_volume
+from CTCounterfactualLib.data.volume_io import Geometry, read_volume
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "resources" / "demo"
 DEMO_CT = DEMO_DIR / "chest_ct.nii.gz"

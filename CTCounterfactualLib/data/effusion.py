@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CTCounterfactualLib.data.demo_ct import LEFT_LUNG_LABELS, RIGHT_LUNG_LABELS
-from CTCounterfactualLib.volume_io import Geometry, image_from_array
+from CTCounterfactualLib.data.volume_io import Geometry, image_from_array
 
 SIDES = ("right", "left", "both")
 FLUID_HU_RANGE = (0.0, 25.0)

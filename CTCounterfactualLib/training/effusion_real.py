@@ -8,11 +8,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from CTCounterfactualLib.autoencoder import SliceAutoencoder
-from CTCounterfactualLib.conventions import VolumeConvention
 from CTCounterfactualLib.data.demo_ct import ChestCT
 from CTCounterfactualLib.data.effusion import simulate_effusion
-from CTCounterfactualLib.latent_ops import reconstruct
+from CTCounterfactualLib.method.latent_ops import reconstruct
+from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
+from CTCounterfactualLib.models.conventions import VolumeConvention
 
 
 def effusion_pairs(
