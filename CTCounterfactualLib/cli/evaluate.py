@@ -17,7 +17,9 @@ Reproduce the paper's experiments on a cohort with the bundled demo models and w
 Cohort: --positives N --negatives M chest phantoms made from seeds (positives: seed, seed+1, ...;
 negatives: seed+50000, ...), or --cohort CSV with columns path,label[,mask] (paths relative to the
 CSV; label 1/0; mask: nonzero voxels mark the finding, same grid as the volume; localization is
-measured only where a mask exists).
+measured only where a mask exists), or --real-ct CT (repeatable; 'bundled' is the bundled chest CT):
+--positives real CTs with simulated pleural effusions of seeds seed, seed+1, ... and, as negatives,
+the same CTs without (each once), all on the models' 128 x 128, 5 mm grid.
 
 Per volume: the classifier's prediction of the input, D(E(x)) and the CF (scan mode with
 --chunk-size, minimum over chunks, as the paper's Table 1); the chunk-size sweep (--chunk-sizes); the CF
@@ -41,6 +43,13 @@ def add_evaluate(sub) -> None:
     p.add_argument("--negatives", type=int, default=40, help="phantoms without (default 40)")
     p.add_argument("--seed", type=int, default=None, help="first phantom seed (default 40000)")
     p.add_argument("--cohort", help="CSV with columns path,label[,mask] instead of phantoms")
+    p.add_argument(
+        "--real-ct",
+        action="append",
+        default=[],
+        help="real chest CT (file, DICOM folder or 'bundled') given simulated effusions instead of phantoms "
+        "(repeatable)",
+    )
     p.add_argument("--chunk-size", type=int, default=12, help="chunk size of Table 1 and localization (default 12)")
     p.add_argument(
         "--chunk-sizes", default=None, help="chunk sizes to sweep, with all/joint (default 1,5,10,12,20,all,joint)"
@@ -58,6 +67,12 @@ def effective_command(args: argparse.Namespace) -> str:
     parts = ["ctcf", "evaluate", "--out", str(args.out)]
     if args.cohort:
         parts += ["--cohort", args.cohort]
+    elif args.real_ct:
+        from CTCounterfactualLib.evaluation.cohort import DEFAULT_SEED
+
+        for ct in args.real_ct:
+            parts += ["--real-ct", ct]
+        parts += ["--positives", str(args.positives), "--seed", str(DEFAULT_SEED if args.seed is None else args.seed)]
     else:
         from CTCounterfactualLib.evaluation.cohort import DEFAULT_PHANTOM_SLICES, DEFAULT_SEED
 
@@ -80,6 +95,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         DEFAULT_SEED,
         phantom_cohort,
         read_cohort_csv,
+        real_effusion_cohort,
     )
     from CTCounterfactualLib.evaluation.run import run_evaluation
     from CTCounterfactualLib.evaluation.settings import DEFAULT_SWEEP, EvalSettings, parse_sweep
@@ -88,10 +104,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CTCFError(f"--chunk-size must be at least 1 (got {args.chunk_size})")
     if args.workers is not None and args.workers < 1:
         raise CTCFError(f"--workers must be at least 1 (got {args.workers})")
+    if args.cohort and args.real_ct:
+        raise CTCFError("give either --cohort or --real-ct, not both")
     if args.cohort:
         if args.seed is not None or args.phantom_slices is not None:
             raise CTCFError("--seed and --phantom-slices apply to phantoms; leave them out with --cohort")
         items = read_cohort_csv(args.cohort)
+    elif args.real_ct:
+        if args.phantom_slices is not None:
+            raise CTCFError("--phantom-slices applies to phantoms; leave it out with --real-ct")
+        items = real_effusion_cohort(args.real_ct, args.positives, DEFAULT_SEED if args.seed is None else args.seed)
     else:
         items = phantom_cohort(
             args.positives,

@@ -1,14 +1,18 @@
-"""The cohort: phantoms made from recorded seeds, or the user's volumes listed in a CSV."""
+"""The cohort: phantoms made from recorded seeds, real CTs with simulated effusions, or volumes listed in a CSV."""
 
 from __future__ import annotations
 
 import csv
 import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from CTCounterfactualLib.data.chest_grid import load_chest, resample_chest
+from CTCounterfactualLib.data.demo_ct import ChestCT, load_demo_ct
+from CTCounterfactualLib.data.effusion import simulate_effusion
 from CTCounterfactualLib.data.phantom import LABELS, make_phantom
 from CTCounterfactualLib.data.volume_io import Geometry, read_volume, validate_volume
 from CTCounterfactualLib.errors import CTCFError
@@ -19,11 +23,13 @@ from CTCounterfactualLib.training.classifier import random_effusion_spec
 DEFAULT_SEED = 40_000
 NEGATIVE_OFFSET = 50_000
 DEFAULT_PHANTOM_SLICES = 32
+BUNDLED_CT = "bundled"  # --real-ct value naming the bundled demo chest CT (with its TotalSegmentator lungs)
 
 
 @dataclass(frozen=True)
 class CohortItem:
-    """One volume of the cohort; ``source`` is 'phantom' (seed, slices) or 'file' (path, mask)."""
+    """One volume of the cohort; ``source`` is 'phantom' (seed, slices), 'real' (path + effusion seed if
+    positive) or 'file' (path, mask)."""
 
     name: str
     label: int  # 1 positive, 0 negative
@@ -58,6 +64,26 @@ def phantom_cohort(
         for i in range(negatives)
     ]
     return items
+
+
+def real_effusion_cohort(cts: list[str], positives: int, seed: int = DEFAULT_SEED) -> list[CohortItem]:
+    """Positives: the real CTs in turn, each with simulated effusion ``seed + i``; negatives: each CT once, as is."""
+    if not cts or positives < 1:
+        raise CTCFError("the real-CT cohort needs at least one --real-ct and --positives above 0")
+    for ct in cts:
+        if ct != BUNDLED_CT and not Path(ct).exists():
+            raise CTCFError(f"--real-ct {ct} does not exist (give a CT file, a DICOM folder or '{BUNDLED_CT}')")
+    items = [CohortItem(f"pos{i:03d}", 1, "real", seed=seed + i, path=cts[i % len(cts)]) for i in range(positives)]
+    return items + [CohortItem(f"neg{j:03d}", 0, "real", path=ct) for j, ct in enumerate(cts)]
+
+
+@lru_cache(maxsize=4)
+def _real_ct(path: str) -> ChestCT:
+    """A real CT on the models' grid (128 x 128, 5 mm): no more voxels than the models look at."""
+    if path == BUNDLED_CT:
+        demo = load_demo_ct()
+        return resample_chest(demo.hu, demo.geometry, demo.labels, name=demo.name)
+    return load_chest(path)
 
 
 def _parse_label(text: str, row: int) -> int:
@@ -99,6 +125,12 @@ def load_item(item: CohortItem) -> LoadedVolume:
         ph = make_phantom(random_effusion_spec(item.seed, bool(item.label), slices=item.slices))
         mask = ph.labels == LABELS["effusion"]
         return LoadedVolume(ph.hu, ph.geometry, mask if mask.any() else None)
+    if item.source == "real":
+        ct = _real_ct(item.path)
+        if not item.label:
+            return LoadedVolume(ct.hu, ct.geometry, None)
+        sim = simulate_effusion(ct.hu, ct.geometry, item.seed, ct.labels)
+        return LoadedVolume(sim.hu, ct.geometry, sim.mask if sim.mask.any() else None)
     vol = read_volume(item.path)
     validate_volume(vol, min_slices=1)
     mask = None

@@ -1,4 +1,4 @@
-"""The bundled demo models: catalog SHA256, loading, and the demo end to end on a small phantom."""
+"""The bundled demo models: catalog SHA256, what they were trained on, and the demo end to end on the real chest CT."""
 
 import json
 import shutil
@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 
-from CTCounterfactualLib.data.phantom import PhantomSpec
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.jobs.demo import run_demo
 from CTCounterfactualLib.models.checkpoints import sha256_of
@@ -48,8 +47,18 @@ def test_damaged_model_file_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    spec = PhantomSpec(seed=31, slices=32, effusion="right", effusion_depth_mm=35.0, effusion_extent=(0.1, 0.6))
-    return out, run_demo(out, spec=spec, chunk_size=8)
+    return out, run_demo(out, chunk_size=8, slices=(0, 32))  # the basal 32 of 56 slices hold the effusion
+
+
+def test_bundled_models_are_trained_on_real_anatomy():
+    entries = read_catalog()
+    vq = json.loads(entries["demo-vqgan"].path().with_suffix(".json").read_text())
+    assert vq["convention"]["size"] == 128 and vq["training"]["real_cts"] == ["ct.nii.gz"]
+    heldout = vq["training"]["heldout_lung_pet_ct_dx_A0001"]
+    assert set(heldout) == {"mae_hu_body", "slope", "intercept_hu"}
+    clf = entries["demo-effusion"].training
+    assert clf["train_ct"] == "chest_ct.nii.gz" and "auc_heldout_lung_pet_ct_dx_A0001" in clf
+    assert entries["demo-lungsize"].training["real_ct"].startswith("chest_ct.nii.gz")
 
 
 def test_demo_prediction_falls_below_threshold(demo_run):
