@@ -39,7 +39,7 @@ models: $(STAMP)
 		--volume Testing/Data/example_ct.nii.gz --steps 2000
 	$(BIN)/ctcf train-autoencoder --out CTCounterfactualLib/resources/models/demo_vqgan.pt --phantoms 0 \
 		--real-ct $(SHARED)/lidc_idri_0001/ct.nii.gz --init build/phantom_vqgan.pt \
-		--steps 200 --adv-start 200 --batch 6 --crop 64 --heldout $(HELDOUT) --catalog
+		--steps 74 --adv-start 200 --batch 6 --crop 64 --heldout $(HELDOUT) --catalog
 	$(BIN)/ctcf train-classifier --real-ct --out CTCounterfactualLib/resources/models/demo_effusion.pt \
 		--autoencoder CTCounterfactualLib/resources/models/demo_vqgan.pt --train 40 --epochs 12 --eval 100 --heldout $(HELDOUT) --catalog
 	$(BIN)/ctcf train-lungseg --out CTCounterfactualLib/resources/models/demo_lungsize.pt --phantoms 40 --train-real --steps 600 \

@@ -119,6 +119,7 @@ def train_classifier(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     masks: torch.Tensor | None = None,
     aux_weight: float = 1.0,
+    aux_pos_weight: float = 10.0,
 ) -> EffusionNet:
     """Train on (N, 1, D, H, W) inputs; ``augment`` replaces the default left/right flip (phantoms).
 
@@ -152,7 +153,10 @@ def train_classifier(
                 logit = flat.topk(min(net.top_k, flat.shape[-1]), dim=-1).values.mean(-1) + net.bias
                 local = (nn.functional.adaptive_max_pool3d(mb, evidence.shape[2:]) > 0.25).float()
                 loss = nn.functional.binary_cross_entropy_with_logits(logit[:, 0], target)
-                loss = loss + aux_weight * nn.functional.binary_cross_entropy_with_logits(evidence, local)
+                # fluid is ~1% of the locations: weight it up so the evidence map learns it within a few epochs
+                pos_weight = torch.tensor(aux_pos_weight)
+                aux = nn.functional.binary_cross_entropy_with_logits(evidence, local, pos_weight=pos_weight)
+                loss = loss + aux_weight * aux
             opt.zero_grad()
             loss.backward()
             opt.step()

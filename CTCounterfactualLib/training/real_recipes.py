@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from CTCounterfactualLib.data.chest_grid import load_chest, resample_chest
@@ -106,8 +107,13 @@ def real_effusion_classifier(
         augment=plausible_volume_affine,
         masks=masks,
     )
+    with torch.no_grad():  # the threshold halfway between the classes' median training scores
+        train_scores = torch.cat([torch.sigmoid(net(x[i : i + 8])[:, 0]) for i in range(0, len(x), 8)]).numpy()
+    threshold = float((np.median(train_scores[y.numpy() == 1]) + np.median(train_scores[y.numpy() == 0])) / 2)
     info = {
         "command": "ctcf train-classifier --real-ct",
+        "threshold": threshold,
+        "threshold_rule": "halfway between the median training scores of the two classes",
         "train_ct": DEMO_CT.name,
         "train_effusion_seeds": [train_seeds[0], train_seeds[-1]],
         "autoencoder": Path(autoencoder).name if autoencoder else None,
@@ -122,10 +128,10 @@ def real_effusion_classifier(
         xe, ye, _ = effusion_pairs([scan], eval_seeds, EFFUSION_CONVENTION)
         scores = augmented_scores(net, xe, seed=1)
         info[f"auc_{key}"] = roc_auc(scores, ye.numpy())
-        info[f"accuracy_{key}_at_0.5"] = float(((scores > 0.5) == (ye.numpy() > 0.5)).mean())
+        info[f"accuracy_{key}_at_threshold"] = float(((scores > threshold) == (ye.numpy() > 0.5)).mean())
         info[f"n_{key}"] = len(ye)
-        log(f"{key}: AUC {info[f'auc_{key}']:.3f}, accuracy {info[f'accuracy_{key}_at_0.5']:.3f} (n={len(ye)})")
-    path = save_classifier(net, out, info)
+        log(f"{key}: AUC {info[f'auc_{key}']:.3f}, accuracy {info[f'accuracy_{key}_at_threshold']:.3f} (n={len(ye)})")
+    path = save_classifier(net, out, info, threshold=threshold)
     if catalog:
         register(
             path,
