@@ -27,7 +27,7 @@ from CTCounterfactualLib.progress import Progress, noop_progress
 from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
 
 DEMO_EFFUSION_SEED = 5
-DEMO_EFFUSION_SIDE = "right"
+DEMO_EFFUSION_SIDE: str | None = None  # the seed's own side (seed 5: left, 43 mm deep)
 
 
 @dataclass
