@@ -14,13 +14,19 @@ import numpy as np
 import torch
 
 from . import __version__
+from .cli_batch import add_batch
 from .cli_evaluate import add_evaluate
+from .cli_explain_options import (
+    add_explain_options,
+    add_model_options,
+    add_search_options,
+    add_trust_option,
+    explain_config,
+)
 from .cli_models import add_models_parser
 from .errors import CTCFError
-from .explain import MODES, ExplainConfig
 from .memory_estimate import OutOfMemory
 from .progress import PROGRESS_KINDS, JsonProgress, make_progress
-from .search import HEATMAP_METHODS, SearchParams
 
 EXPLAIN_HELP = """\
 Explain a 3D CT classifier's prediction with a Latent Shift counterfactual (CF).
@@ -49,14 +55,6 @@ Outputs in --out (written all at once; an interrupted run leaves the folder as i
 """
 
 
-def _slice_range(text: str) -> tuple[int, int]:
-    try:
-        a, b = text.split(":")
-        return int(a), int(b)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected A:B (e.g. 20:60), got {text!r}") from None
-
-
 def _add_explain(sub) -> None:
     p = sub.add_parser(
         "explain",
@@ -66,106 +64,23 @@ def _add_explain(sub) -> None:
     )
     p.add_argument("input", help="CT volume: .nrrd, .nii/.nii.gz, .mha, or a DICOM series folder")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument(
-        "--autoencoder",
-        required=True,
-        help="VQ-GAN weights (taming .ckpt or state-dict .pt) or a catalog name (see `ctcf models list`)",
-    )
-    p.add_argument("--autoencoder-config", help="taming YAML of the VQ-GAN (default: sidecar JSON or inferred)")
-    p.add_argument(
-        "--classifier",
-        required=True,
-        help="classifier file (TorchScript .pt with a sidecar .json, or --classifier-format) or a catalog name",
-    )
-    p.add_argument(
-        "--classifier-format",
-        help="loader for --classifier: torchscript, lungmask-r231, merlin-i3resnet152 or a plug-in "
-        "(default: the catalog entry's format, else torchscript)",
-    )
-    p.add_argument("--cache-dir", help="download cache of catalog models (default: $CTCF_CACHE_DIR or the platform's)")
-    p.add_argument("--target", required=True, help="target name (case-insensitive) or index")
-    p.add_argument("--slices", type=_slice_range, help="slice range A:B, B exclusive (default: all slices)")
-    p.add_argument("--chunk-size", type=int, default=10, help="slices per chunk in scan mode (default 10)")
-    p.add_argument("--mode", choices=MODES, default="scan", help="scan (default) or joint")
-    p.add_argument(
-        "--faithful",
-        action="store_true",
-        help="the reference's slow way: autograd through each chunk decode, all slices decoded every step",
-    )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto (GPU if any)")
-    p.add_argument("--batch-size", type=int, default=8, help="slices per autoencoder batch (default 8)")
-    p.add_argument(
-        "--sweep",
-        action="store_true",
-        help="also write sweep/: the output chunk's lambda sweep, one NRRD of its slices per frame + sweep.csv",
-    )
+    add_model_options(p)
+    add_explain_options(p)
     p.add_argument(
         "--progress",
         choices=PROGRESS_KINDS,
         default="bar",
         help="bar (stderr), json (one JSON object per line on stdout) or none",
     )
-    p.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="allow weight files that contain pickled Python objects (only for files you trust; catalog models "
-        "verified against their SHA256 are allowed without it)",
-    )
-    s = p.add_argument_group("lambda search (reference defaults)")
-    d = SearchParams()
-    s.add_argument(
-        "--pred-diff",
-        type=float,
-        default=d.pred_diff,
-        help=f"stop when the prediction fell by this (default {d.pred_diff})",
-    )
-    s.add_argument(
-        "--pred-floor", type=float, default=d.pred_floor, help=f"stop below this prediction (default {d.pred_floor})"
-    )
-    s.add_argument("--step-size", type=float, default=d.step_size, help=f"lambda step (default {d.step_size:g})")
-    s.add_argument(
-        "--max-steps", type=float, default=d.max_steps, help=f"stop when lambda passes -this (default {d.max_steps:g})"
-    )
-    s.add_argument(
-        "--max-pixel-diff-pct",
-        type=float,
-        default=d.max_pixel_diff_pct,
-        help="stop when the change exceeds this share of the decoded volume's absolute sum "
-        f"(default {d.max_pixel_diff_pct})",
-    )
-    s.add_argument(
-        "--lambda-sweep-steps",
-        type=int,
-        default=d.lambda_sweep_steps,
-        help=f"sweep frames (default {d.lambda_sweep_steps})",
-    )
-    s.add_argument("--heatmap-method", choices=HEATMAP_METHODS, default=d.heatmap_method, help="default int")
+    add_trust_option(p)
+    add_search_options(p)
     p.set_defaults(func=_run_explain)
 
 
 def _run_explain(args: argparse.Namespace) -> int:
     from .pipeline import explain_file
 
-    search = SearchParams(
-        pred_diff=args.pred_diff,
-        step_size=args.step_size,
-        max_steps=args.max_steps,
-        max_pixel_diff_pct=args.max_pixel_diff_pct,
-        pred_floor=args.pred_floor,
-        lambda_sweep_steps=args.lambda_sweep_steps,
-        heatmap_method=args.heatmap_method,
-    )
-    cfg = ExplainConfig(
-        target=args.target,
-        slices=args.slices,
-        chunk_size=args.chunk_size,
-        mode=args.mode,
-        faithful=args.faithful,
-        batch_size=args.batch_size,
-        keep_sweep=args.sweep,
-        search=search,
-        device=args.device,
-    )
+    cfg = explain_config(args)
     with closing(make_progress(args.progress)) as progress:
         summary = explain_file(
             args.input,
@@ -423,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_lungseg(sub)
     add_models_parser(sub)
     add_evaluate(sub)
+    add_batch(sub)
     return parser
 
 

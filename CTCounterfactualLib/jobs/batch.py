@@ -1,0 +1,133 @@
+"""``ctcf batch``: explain every volume of a manifest into ``DIR/<id>/``, resumably, on a local pool or Ray.
+
+``DIR/results.csv`` is rewritten after each volume (one row per finished volume, in manifest order), so a
+crash, Ctrl-C or lost node costs at most the volumes in flight: the same command run again skips the
+volumes whose row says ``ok`` (and whose summary.json is there) and, with ``retry_failed``, runs the failed
+ones again. ``DIR/batch.json`` records the options; a rerun with other options is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CTCFError
+from ..explain import ExplainConfig
+from ..latent_ops import Progress, _noop
+from ..outputs import write_json_atomic
+from .batch_worker import BatchWorkerFactory, ModelSpec, VolumeTask
+from .executors import ExecutorSpec, run_tasks
+from .manifest import ManifestRow, read_manifest
+from .results import FAILED, OK, SETTINGS_FILE, read_results, write_results
+
+STAGE = "batch"
+
+
+@dataclass
+class BatchOutcome:
+    total: int  # volumes in the manifest
+    skipped: int  # finished (or failed, without retry_failed) in an earlier run
+    ok: int  # finished in this run
+    failed: int  # failed in this run
+    seconds: float
+    out_dir: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def batch_settings(models: ModelSpec, cfg: ExplainConfig) -> dict:
+    """What decides a volume's outputs: the models and the explain options (not device, batch size or cache)."""
+    return {
+        "autoencoder": models.autoencoder,
+        "autoencoder_config": models.autoencoder_config,
+        "classifier": models.classifier,
+        "classifier_format": models.classifier_format,
+        "target": str(cfg.target),
+        "slices": list(cfg.slices) if cfg.slices else None,
+        "chunk_size": cfg.chunk_size,
+        "mode": cfg.mode,
+        "faithful": cfg.faithful,
+        "sweep": cfg.keep_sweep,
+        "search": dataclasses.asdict(cfg.search),
+    }
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        before = json.loads(path.read_text())
+        diff = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
+        if diff:
+            what = ", ".join(f"{k} {before.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
+            raise CTCFError(
+                f"{out} holds a batch run with other settings ({what}); resume it with the same options "
+                "or give another --out"
+            )
+    else:
+        write_json_atomic(path, settings)
+
+
+def _is_done(row: dict | None, out: Path, retry_failed: bool) -> bool:
+    if row is None:
+        return False
+    if row.get("status") == OK:
+        return (out / row["id"] / "summary.json").is_file()
+    return row.get("status") == FAILED and not retry_failed
+
+
+def run_batch(
+    manifest: str | os.PathLike | list[ManifestRow],
+    out_dir: str | os.PathLike,
+    models: ModelSpec,
+    cfg: ExplainConfig,
+    executor: ExecutorSpec | None = None,
+    *,
+    retry_failed: bool = False,
+    progress: Progress = _noop,
+) -> BatchOutcome:
+    """Explain the manifest's volumes that are not done yet; returns the counts (rows are in results.csv)."""
+    t0 = time.perf_counter()
+    executor = executor or ExecutorSpec()
+    rows = manifest if isinstance(manifest, list) else read_manifest(manifest)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise CTCFError(f"output path {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, batch_settings(models, cfg))
+
+    previous = read_results(out)
+    results = {r.id: previous[r.id] for r in rows if _is_done(previous.get(r.id), out, retry_failed)}
+    others = [row for i, row in previous.items() if i not in {r.id for r in rows}]  # rows of ids no longer listed
+    todo = [VolumeTask(r, str(out / r.id)) for r in rows if r.id not in results]
+    skipped = len(results)
+
+    def save() -> None:
+        write_results(out, [results[r.id] for r in rows if r.id in results] + others)
+
+    save()
+    factory = BatchWorkerFactory(models, cfg, executor.threads())
+    counts = {OK: 0, FAILED: 0}
+    progress(STAGE, 0, len(todo), f"{len(todo)} volume(s) to run, {skipped} done before", skipped=skipped)
+    t_run = time.perf_counter()
+    for n, (_, row) in enumerate(run_tasks(factory, todo, executor), start=1):
+        results[row["id"]] = row
+        save()
+        counts[row["status"]] += 1
+        elapsed = time.perf_counter() - t_run
+        eta = elapsed / n * (len(todo) - n)
+        reason = f": {row['error']}" if row["status"] == FAILED else ""
+        progress(
+            STAGE,
+            n,
+            len(todo),
+            f"{row['id']} {row['status']}{reason}",
+            id=row["id"],
+            status=row["status"],
+            eta_s=round(eta, 1),
+        )
+    return BatchOutcome(len(rows), skipped, counts[OK], counts[FAILED], time.perf_counter() - t0, str(out))
