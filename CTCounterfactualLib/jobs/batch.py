@@ -11,20 +11,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CTCFError
 from ..explain import ExplainConfig
-from ..latent_ops import Progress, _noop
+from ..latent_ops import Progress
 from ..outputs import write_json_atomic
 from .batch_worker import BatchWorkerFactory, ModelSpec, VolumeTask
 from .executors import ExecutorSpec, run_tasks
 from .manifest import ManifestRow, read_manifest
 from .results import FAILED, OK, SETTINGS_FILE, read_results, write_results
 
-STAGE = "batch"
+STAGE = "batch"  # progress events: done/total volumes of this run, with id, status and eta_s (seconds left)
+
+
+def _quiet(stage: str, done: int, total: int, message: str, **extra) -> None:
+    return None
 
 
 @dataclass
@@ -88,7 +94,7 @@ def run_batch(
     executor: ExecutorSpec | None = None,
     *,
     retry_failed: bool = False,
-    progress: Progress = _noop,
+    progress: Progress = _quiet,
 ) -> BatchOutcome:
     """Explain the manifest's volumes that are not done yet; returns the counts (rows are in results.csv)."""
     t0 = time.perf_counter()
@@ -105,6 +111,9 @@ def run_batch(
     others = [row for i, row in previous.items() if i not in {r.id for r in rows}]  # rows of ids no longer listed
     todo = [VolumeTask(r, str(out / r.id)) for r in rows if r.id not in results]
     skipped = len(results)
+    for task in todo:  # staging folders a killed run left behind (write_outputs moves a volume in all at once)
+        for stale in out.glob(f".{task.row.id}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     def save() -> None:
         write_results(out, [results[r.id] for r in rows if r.id in results] + others)
@@ -114,20 +123,21 @@ def run_batch(
     counts = {OK: 0, FAILED: 0}
     progress(STAGE, 0, len(todo), f"{len(todo)} volume(s) to run, {skipped} done before", skipped=skipped)
     t_run = time.perf_counter()
-    for n, (_, row) in enumerate(run_tasks(factory, todo, executor), start=1):
-        results[row["id"]] = row
-        save()
-        counts[row["status"]] += 1
-        elapsed = time.perf_counter() - t_run
-        eta = elapsed / n * (len(todo) - n)
-        reason = f": {row['error']}" if row["status"] == FAILED else ""
-        progress(
-            STAGE,
-            n,
-            len(todo),
-            f"{row['id']} {row['status']}{reason}",
-            id=row["id"],
-            status=row["status"],
-            eta_s=round(eta, 1),
-        )
+    with closing(run_tasks(factory, todo, executor)) as finished:
+        for n, (_, row) in enumerate(finished, start=1):
+            results[row["id"]] = row
+            save()
+            counts[row["status"]] += 1
+            elapsed = time.perf_counter() - t_run
+            eta = elapsed / n * (len(todo) - n)
+            reason = f": {row['error']}" if row["status"] == FAILED else ""
+            progress(
+                STAGE,
+                n,
+                len(todo),
+                f"{row['id']} {row['status']}{reason}",
+                id=row["id"],
+                status=row["status"],
+                eta_s=round(eta, 1),
+            )
     return BatchOutcome(len(rows), skipped, counts[OK], counts[FAILED], time.perf_counter() - t0, str(out))

@@ -55,10 +55,12 @@ class ExecutorSpec:
 
 
 def run_tasks(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) -> Iterator[tuple[int, Any]]:
-    """Run every task on ``spec``'s executor; yields (index into ``tasks``, result) in finishing order."""
-    if not tasks:
-        return iter(())
-    return _run_ray(factory, tasks, spec) if spec.kind == "ray" else _run_local(factory, tasks, spec)
+    """Run every task on ``spec``'s executor; yields (index into ``tasks``, result) in finishing order.
+
+    Close the generator (``contextlib.closing``) when stopping early: that stops the workers.
+    """
+    if tasks:
+        yield from (_run_ray if spec.kind == "ray" else _run_local)(factory, tasks, spec)
 
 
 # ---- local: a process pool ----------------------------------------------------------------------------
@@ -139,24 +141,30 @@ def _start_ray(ray, spec: ExecutorSpec, n_tasks: int) -> bool:
     """Join the cluster at ``spec.ray_address`` or start a local Ray sized for the run; True if started here."""
     if ray.is_initialized():  # the caller's session (a notebook, the tests): use it as it is
         return False
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     if spec.ray_address:
         try:
-            ray.init(address=spec.ray_address, **quiet)
+            ray.init(address=spec.ray_address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CTCFError(f"cannot join the Ray cluster at {spec.ray_address}: {first}") from None
         return True
-    # the package folder on the workers' path, so they import this very engine (not another install)
+    workers = local_workers(spec, n_tasks)
+    ray.init(**local_ray_options(max(1, int(round(workers * spec.cpus_per_worker)))))
+    return True
+
+
+def local_ray_options(num_cpus: int) -> dict:
+    """``ray.init`` keywords for a local Ray of ``num_cpus`` CPUs: no dashboard, quiet, this engine on its path."""
+    # the package's folder on the workers' path, so they import this very engine (not another install of it)
     root = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    workers = local_workers(spec, n_tasks)
-    ray.init(
-        num_cpus=max(1, int(round(workers * spec.cpus_per_worker))),
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-        **quiet,
-    )
-    return True
+    return {
+        "num_cpus": num_cpus,
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": "ERROR",
+        "runtime_env": {"env_vars": {"PYTHONPATH": path}},
+    }
 
 
 def ray_workers(ray, spec: ExecutorSpec, n_tasks: int) -> int:
