@@ -34,7 +34,8 @@ Outputs in --out:
   batch.json   the options of the run
 
 Run the same command again after a crash or Ctrl-C: finished volumes are skipped, failed ones too
-unless --retry-failed. A bad volume fails alone; the batch goes on.
+unless --retry-failed. A bad volume fails alone; the batch goes on. Exit status: 0 when every
+volume is done, 1 when some failed (see results.csv), 2 when the run could not start.
 """
 
 

@@ -64,18 +64,18 @@ def batch_settings(models: ModelSpec, cfg: ExplainConfig) -> dict:
 
 
 def _check_settings(out: Path, settings: dict) -> None:
+    """Refuse to continue a batch in ``out`` that was started with other settings."""
     path = out / SETTINGS_FILE
-    if path.is_file():
-        before = json.loads(path.read_text())
-        diff = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
-        if diff:
-            what = ", ".join(f"{k} {before.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
-            raise CTCFError(
-                f"{out} holds a batch run with other settings ({what}); resume it with the same options "
-                "or give another --out"
-            )
-    else:
-        write_json_atomic(path, settings)
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    diff = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
+    if diff:
+        what = ", ".join(f"{k} {before.get(k)!r} there, {settings.get(k)!r} now" for k in diff)
+        raise CTCFError(
+            f"{out} holds a batch run with other settings ({what}); resume it with the same options or give "
+            "another --out"
+        )
 
 
 def _is_done(row: dict | None, out: Path, retry_failed: bool) -> bool:
@@ -103,14 +103,21 @@ def run_batch(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise CTCFError(f"output path {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, batch_settings(models, cfg))
+    settings = batch_settings(models, cfg)
+    _check_settings(out, settings)
 
     previous = read_results(out)
     results = {r.id: previous[r.id] for r in rows if _is_done(previous.get(r.id), out, retry_failed)}
     others = [row for i, row in previous.items() if i not in {r.id for r in rows}]  # rows of ids no longer listed
     todo = [VolumeTask(r, str(out / r.id)) for r in rows if r.id not in results]
     skipped = len(results)
+    factory = BatchWorkerFactory(models, cfg, executor.threads())
+    if todo:  # the options' target; a row's own target, if wrong, fails that row alone
+        factory.check([cfg.target] if any(t.row.target is None for t in todo) else [])
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / SETTINGS_FILE).is_file():
+        write_json_atomic(out / SETTINGS_FILE, settings)
     for task in todo:  # staging folders a killed run left behind (write_outputs moves a volume in all at once)
         for stale in out.glob(f".{task.row.id}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -119,7 +126,6 @@ def run_batch(
         write_results(out, [results[r.id] for r in rows if r.id in results] + others)
 
     save()
-    factory = BatchWorkerFactory(models, cfg, executor.threads())
     counts = {OK: 0, FAILED: 0}
     progress(STAGE, 0, len(todo), f"{len(todo)} volume(s) to run, {skipped} done before", skipped=skipped)
     t_run = time.perf_counter()

@@ -53,6 +53,13 @@ class BatchWorkerFactory:
         torch.set_num_threads(self.threads)
         return BatchWorker(self.models, self.cfg)
 
+    def check(self, targets: list[str | int]) -> None:
+        """Load the models here once and look up ``targets``: a wrong option stops the run in one line before
+        any worker starts (a worker that cannot load its models could only say that it died)."""
+        worker = BatchWorker(self.models, self.cfg)
+        for t in targets:
+            worker.clf.target_index(t)
+
 
 def one_line(e: BaseException) -> str:
     """A CTCFError's message; for anything else its type, first line and where it was raised."""

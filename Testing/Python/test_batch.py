@@ -307,3 +307,14 @@ def _results_like(path: Path) -> list[dict]:
     """A report CSV without its timing column."""
     with open(path, newline="") as f:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+
+def test_a_wrong_target_or_model_stops_the_run_before_any_work(manifest, tmp_path, capsys):
+    argv = ["batch", manifest, "--out", tmp_path / "out", *MODELS, "--target", "nodule", *OPTIONS[2:]]
+    assert run_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ctcf: error: unknown target 'nodule'") and "\n" not in err
+    argv = ["batch", manifest, "--out", tmp_path / "out", "--autoencoder", tmp_path / "none.pt", *MODELS[2:], *OPTIONS]
+    assert run_main(argv) == 2
+    assert "autoencoder file not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
