@@ -504,9 +504,9 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         self.test_demo_end_to_end()
 
     def test_demo_end_to_end(self) -> None:
-        from CTCounterfactualLib.demo import DEMO_SPEC
-        from CTCounterfactualLib.phantom import make_phantom
-        from CTCounterfactualLib.volume_io import write_volume
+        from CTCounterfactualLib.data.phantom import make_phantom
+        from CTCounterfactualLib.data.volume_io import write_volume
+        from CTCounterfactualLib.jobs.demo import DEMO_SPEC
 
         self.delayDisplay("Generating the demo phantom")
         workdir = Path(tempfile.mkdtemp(prefix="CTCounterfactualTest-"))

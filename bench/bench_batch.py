@@ -32,9 +32,9 @@ import SimpleITK as sitk  # noqa: E402
 import torch  # noqa: E402
 
 from CTCounterfactualLib.cli import main  # noqa: E402
-from CTCounterfactualLib.jobs.results import RESULTS_FILE, TIMING_COLUMNS  # noqa: E402
-from CTCounterfactualLib.phantom import PhantomSpec, make_phantom  # noqa: E402
-from CTCounterfactualLib.volume_io import Geometry, read_volume, write_volume  # noqa: E402
+from CTCounterfactualLib.data.phantom import PhantomSpec, make_phantom  # noqa: E402
+from CTCounterfactualLib.data.volume_io import Geometry, read_volume, write_volume  # noqa: E402
+from CTCounterfactualLib.protocol import BATCH_RESULTS_CSV, TIMING_COLUMNS  # noqa: E402
 
 CT = REPO / "Testing" / "Data" / "example_ct.nii.gz"
 
@@ -72,7 +72,7 @@ def run(manifest: Path, out: Path, executor: str, args) -> tuple[float, list[dic
     t0 = time.perf_counter()
     rc = main(argv)
     wall = time.perf_counter() - t0
-    with open(out / RESULTS_FILE, newline="") as f:
+    with open(out / BATCH_RESULTS_CSV, newline="") as f:
         rows = list(csv.DictReader(f))
     if rc != 0 or any(r["status"] != "ok" for r in rows):
         raise SystemExit(f"{executor}: exit {rc}, rows {rows}")

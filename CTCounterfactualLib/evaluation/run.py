@@ -10,16 +10,16 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
-from ..catalog import read_catalog
-from ..errors import CTCFError
-from ..jobs.executors import ExecutorSpec, local_workers, run_tasks
-from ..latent_ops import Progress, _noop
-from .aggregate import summarize
-from .cohort import CohortItem
-from .settings import EvalSettings
-from .volume_task import EvalWorkerFactory
-from .writer import write_evaluation
+from CTCounterfactualLib import __version__
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.evaluation.aggregate import summarize
+from CTCounterfactualLib.evaluation.cohort import CohortItem
+from CTCounterfactualLib.evaluation.settings import EvalSettings
+from CTCounterfactualLib.evaluation.volume_task import EvalWorkerFactory
+from CTCounterfactualLib.evaluation.writer import write_evaluation
+from CTCounterfactualLib.jobs.executors import ExecutorSpec, local_workers, run_tasks
+from CTCounterfactualLib.progress import Progress, noop_progress
+from CTCounterfactualLib.store.catalog import read_catalog
 
 BUNDLED = ("demo-vqgan", "demo-effusion", "demo-lungsize")
 
@@ -55,7 +55,7 @@ def run_evaluation(
     executor: ExecutorSpec | None = None,
     lungsize_volumes: int = 10,
     command: str = "",
-    progress: Progress = _noop,
+    progress: Progress = noop_progress,
 ) -> dict:
     """Evaluate every volume, write the report into ``out_dir``; returns evaluation.json's content (less volumes)."""
     t0 = time.perf_counter()

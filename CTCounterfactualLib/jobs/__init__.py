@@ -1,1 +1,1 @@
-"""Jobs: whole runs built on the engine (one file, many volumes, the demo)."""
+"""Whole jobs on files: explain a file (or a manifest of many, ``ctcf batch``) into output folders, the demo."""

@@ -17,20 +17,15 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CTCFError
-from ..explain import ExplainConfig
-from ..latent_ops import Progress
-from ..outputs import write_json_atomic
-from .batch_worker import BatchWorkerFactory, ModelSpec, VolumeTask
-from .executors import ExecutorSpec, run_tasks
-from .manifest import ManifestRow, read_manifest
-from .results import FAILED, OK, SETTINGS_FILE, read_results, write_results
-
-STAGE = "batch"  # progress events: done/total volumes of this run, with id, status and eta_s (seconds left)
-
-
-def _quiet(stage: str, done: int, total: int, message: str, **extra) -> None:
-    return None
+from CTCounterfactualLib.atomic import write_json_atomic
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.jobs.batch_worker import BatchWorkerFactory, ModelSpec, VolumeTask
+from CTCounterfactualLib.jobs.executors import ExecutorSpec, run_tasks
+from CTCounterfactualLib.jobs.manifest import ManifestRow, read_manifest
+from CTCounterfactualLib.jobs.results import read_results, write_results
+from CTCounterfactualLib.method.explain import ExplainConfig
+from CTCounterfactualLib.progress import Progress, noop_progress
+from CTCounterfactualLib.protocol import BATCH_FAILED, BATCH_OK, BATCH_SETTINGS_JSON, BATCH_STAGE, SUMMARY_JSON
 
 
 @dataclass
@@ -65,7 +60,7 @@ def batch_settings(models: ModelSpec, cfg: ExplainConfig) -> dict:
 
 def _check_settings(out: Path, settings: dict) -> None:
     """Refuse to continue a batch in ``out`` that was started with other settings."""
-    path = out / SETTINGS_FILE
+    path = out / BATCH_SETTINGS_JSON
     if not path.is_file():
         return
     before = json.loads(path.read_text())
@@ -81,9 +76,9 @@ def _check_settings(out: Path, settings: dict) -> None:
 def _is_done(row: dict | None, out: Path, retry_failed: bool) -> bool:
     if row is None:
         return False
-    if row.get("status") == OK:
-        return (out / row["id"] / "summary.json").is_file()
-    return row.get("status") == FAILED and not retry_failed
+    if row.get("status") == BATCH_OK:
+        return (out / row["id"] / SUMMARY_JSON).is_file()
+    return row.get("status") == BATCH_FAILED and not retry_failed
 
 
 def run_batch(
@@ -94,7 +89,7 @@ def run_batch(
     executor: ExecutorSpec | None = None,
     *,
     retry_failed: bool = False,
-    progress: Progress = _quiet,
+    progress: Progress = noop_progress,
 ) -> BatchOutcome:
     """Explain the manifest's volumes that are not done yet; returns the counts (rows are in results.csv)."""
     t0 = time.perf_counter()
@@ -116,8 +111,8 @@ def run_batch(
         factory.check([cfg.target] if any(t.row.target is None for t in todo) else [])
 
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / SETTINGS_FILE).is_file():
-        write_json_atomic(out / SETTINGS_FILE, settings)
+    if not (out / BATCH_SETTINGS_JSON).is_file():
+        write_json_atomic(out / BATCH_SETTINGS_JSON, settings)
     for task in todo:  # staging folders a killed run left behind (write_outputs moves a volume in all at once)
         for stale in out.glob(f".{task.row.id}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -126,8 +121,8 @@ def run_batch(
         write_results(out, [results[r.id] for r in rows if r.id in results] + others)
 
     save()
-    counts = {OK: 0, FAILED: 0}
-    progress(STAGE, 0, len(todo), f"{len(todo)} volume(s) to run, {skipped} done before", skipped=skipped)
+    counts = {BATCH_OK: 0, BATCH_FAILED: 0}
+    progress(BATCH_STAGE, 0, len(todo), f"{len(todo)} volume(s) to run, {skipped} done before", skipped=skipped)
     t_run = time.perf_counter()
     with closing(run_tasks(factory, todo, executor)) as finished:
         for n, (_, row) in enumerate(finished, start=1):
@@ -136,9 +131,9 @@ def run_batch(
             counts[row["status"]] += 1
             elapsed = time.perf_counter() - t_run
             eta = elapsed / n * (len(todo) - n)
-            reason = f": {row['error']}" if row["status"] == FAILED else ""
+            reason = f": {row['error']}" if row["status"] == BATCH_FAILED else ""
             progress(
-                STAGE,
+                BATCH_STAGE,
                 n,
                 len(todo),
                 f"{row['id']} {row['status']}{reason}",
@@ -146,4 +141,4 @@ def run_batch(
                 status=row["status"],
                 eta_s=round(eta, 1),
             )
-    return BatchOutcome(len(rows), skipped, counts[OK], counts[FAILED], time.perf_counter() - t0, str(out))
+    return BatchOutcome(len(rows), skipped, counts[BATCH_OK], counts[BATCH_FAILED], time.perf_counter() - t0, str(out))

@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..demo import dilated_mask, heatmap_share
-from ..errors import CTCFError
-from ..explain import ExplainConfig
-from ..model_loading import open_autoencoder, open_named_classifier
-from ..pipeline import explain_file
-from ..volume_io import read_volume
-from .manifest import ManifestRow
-from .results import FAILED, row_from_summary
+from CTCounterfactualLib.data.masks import dilated_mask, heatmap_share
+from CTCounterfactualLib.data.volume_io import read_volume
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.jobs.explain_file import explain_file
+from CTCounterfactualLib.jobs.manifest import ManifestRow
+from CTCounterfactualLib.jobs.results import row_from_summary
+from CTCounterfactualLib.method.explain import ExplainConfig
+from CTCounterfactualLib.protocol import BATCH_FAILED, HEATMAP
+from CTCounterfactualLib.store.open_models import open_autoencoder, open_named_classifier
 
 NEAR_MASK_MM = 5.0  # heatmap_share_near_mask: the mask dilated by this much
 
@@ -89,7 +90,7 @@ class BatchWorker:
         try:
             row.update(self.explain(task))
         except Exception as e:  # noqa: BLE001 - a bad volume fails alone; its reason goes into results.csv
-            row.update(status=FAILED, error=one_line(e))
+            row.update(status=BATCH_FAILED, error=one_line(e))
         row["seconds"] = f"{time.perf_counter() - t0:.2f}"
         return row
 
@@ -129,7 +130,7 @@ def read_mask(mask_path: str, volume_path: str) -> np.ndarray:
 
 def mask_shares(out_dir: str, mask: np.ndarray) -> dict:
     """The written heatmap's share of mass inside ``mask`` and within NEAR_MASK_MM of it."""
-    heat = read_volume(Path(out_dir) / "heatmap.nrrd")
+    heat = read_volume(Path(out_dir) / HEATMAP)
     near = dilated_mask(mask, heat.geometry, NEAR_MASK_MM)
     return {
         "heatmap_share_in_mask": f"{heatmap_share(heat.array, mask):.8g}",

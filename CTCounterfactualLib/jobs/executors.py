@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CTCFError
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.params import DEFAULT_EXECUTOR, EXECUTORS
 
-EXECUTORS = ("local", "ray")
 DEFAULT_RETRIES = 2  # Ray: restarts of a lost worker and retries of the task it was running
 
 Task = Any
@@ -32,7 +32,7 @@ WorkerFactory = Callable[[], TaskFunction]
 class ExecutorSpec:
     """How to run: ``kind`` local or ray; ``workers`` None = as many as the CPUs (or GPUs) allow."""
 
-    kind: str = "local"
+    kind: str = DEFAULT_EXECUTOR
     workers: int | None = None
     ray_address: str | None = None  # None: start a local Ray for the run; 'auto' or HOST:PORT: join a cluster
     cpus_per_worker: float = 1.0

@@ -8,10 +8,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CTCFError
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.protocol import MANIFEST_COLUMNS
 
-REQUIRED_COLUMNS = ("path",)
-OPTIONAL_COLUMNS = ("id", "label", "mask", "slices", "target")  # slices (A:B) and target override the options
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -81,9 +80,9 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
         raise CTCFError(f"manifest {p} is not a CSV file ({e})") from None
     if "path" not in columns:
         raise CTCFError(f"manifest {p} needs a header line with a 'path' column (and optionally id,label,mask)")
-    unknown = sorted(set(columns) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS))
+    unknown = sorted(set(columns) - set(MANIFEST_COLUMNS))
     if unknown:
-        allowed = ", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
+        allowed = ", ".join(MANIFEST_COLUMNS)
         raise CTCFError(f"manifest {p} has unknown column(s) {', '.join(unknown)}; the columns are {allowed}")
     rows: list[ManifestRow] = []
     seen: dict[str, int] = {}

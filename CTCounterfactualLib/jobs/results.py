@@ -7,31 +7,8 @@ import io
 import os
 from pathlib import Path
 
-from ..outputs import _chmod_default
-
-RESULTS_FILE = "results.csv"
-SETTINGS_FILE = "batch.json"  # the options of the run, so a resumed run can check it continues the same batch
-OK, FAILED = "ok", "failed"
-RESULTS_COLUMNS = (
-    "id",
-    "status",
-    "path",
-    "label",
-    "target",
-    "prediction_input",
-    "prediction_reconstruction",
-    "prediction_counterfactual",
-    "prediction_counterfactual_min",
-    "lambda",
-    "chunk_start",
-    "chunk_end",  # exclusive
-    "heatmap_share_in_mask",  # with a mask: the heatmap's mass inside it, and within DILATE_MM of it
-    "heatmap_share_near_mask",
-    "seconds",
-    "peak_memory_mb",
-    "error",
-)
-TIMING_COLUMNS = ("seconds", "peak_memory_mb")  # the columns that differ between two runs of the same batch
+from CTCounterfactualLib.atomic import chmod_default
+from CTCounterfactualLib.protocol import BATCH_OK, BATCH_RESULTS_CSV, RESULTS_COLUMNS
 
 
 def _g(value) -> str:
@@ -44,7 +21,7 @@ def row_from_summary(summary: dict) -> dict:
     """The results.csv fields that ``ctcf explain``'s summary.json holds."""
     p, oc = summary["predictions"], summary["output_chunk"]
     return {
-        "status": OK,
+        "status": BATCH_OK,
         "target": summary["target"]["name"],
         "prediction_input": _g(p["input"]),
         "prediction_reconstruction": _g(p["reconstruction"]),
@@ -59,7 +36,7 @@ def row_from_summary(summary: dict) -> dict:
 
 def read_results(out_dir: str | os.PathLike) -> dict[str, dict]:
     """The rows of ``out_dir/results.csv`` by id; empty if there is none yet."""
-    path = Path(out_dir) / RESULTS_FILE
+    path = Path(out_dir) / BATCH_RESULTS_CSV
     if not path.is_file():
         return {}
     with open(path, newline="") as f:
@@ -73,8 +50,8 @@ def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({c: r.get(c, "") for c in RESULTS_COLUMNS})
-    path = Path(out_dir) / RESULTS_FILE
+    path = Path(out_dir) / BATCH_RESULTS_CSV
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(buf.getvalue())
-    _chmod_default(tmp, 0o666)
+    chmod_default(tmp, 0o666)
     os.replace(tmp, path)

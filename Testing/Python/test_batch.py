@@ -18,15 +18,21 @@ from cli_runner import run_main
 from conftest import _crop_ct
 
 from CTCounterfactualLib.cli import build_parser
-from CTCounterfactualLib.cli_explain_options import explain_config
+from CTCounterfactualLib.cli.explain import explain_config
+from CTCounterfactualLib.data.phantom import LABELS, PhantomSpec, make_phantom
+from CTCounterfactualLib.data.volume_io import read_volume, write_volume
 from CTCounterfactualLib.jobs.batch import run_batch
 from CTCounterfactualLib.jobs.batch_worker import ModelSpec
 from CTCounterfactualLib.jobs.executors import ExecutorSpec, local_ray_options
 from CTCounterfactualLib.jobs.manifest import read_manifest
-from CTCounterfactualLib.jobs.results import RESULTS_COLUMNS, RESULTS_FILE, SETTINGS_FILE, TIMING_COLUMNS
-from CTCounterfactualLib.outputs import OUTPUT_FILES, read_chunks_csv
-from CTCounterfactualLib.phantom import LABELS, PhantomSpec, make_phantom
-from CTCounterfactualLib.volume_io import read_volume, write_volume
+from CTCounterfactualLib.jobs.outputs import read_chunks_csv
+from CTCounterfactualLib.protocol import (
+    BATCH_RESULTS_CSV,
+    BATCH_SETTINGS_JSON,
+    OUTPUT_FILES,
+    RESULTS_COLUMNS,
+    TIMING_COLUMNS,
+)
 
 ray = pytest.importorskip("ray")
 
@@ -81,7 +87,7 @@ def ray_session():
 
 
 def _results(out: Path) -> list[dict]:
-    with open(out / RESULTS_FILE, newline="") as f:
+    with open(out / BATCH_RESULTS_CSV, newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -191,12 +197,12 @@ def test_rerun_skips_finished_volumes_and_retry_failed_runs_the_failed_again(loc
 def test_rerun_with_other_options_is_refused(local_run, manifest, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(local_run[0], out)
-    before = (out / RESULTS_FILE).read_text()
+    before = (out / BATCH_RESULTS_CSV).read_text()
     argv = ["batch", manifest, "--out", out, *MODELS, *OPTIONS[:2], "--chunk-size", "2", *OPTIONS[4:]]
     assert run_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ctcf: error:") and "chunk_size 4 there, 2 now" in err and "\n" not in err
-    assert (out / RESULTS_FILE).read_text() == before
+    assert (out / BATCH_RESULTS_CSV).read_text() == before
 
 
 @pytest.mark.parametrize(
@@ -245,7 +251,7 @@ def test_a_killed_run_resumes_without_recomputing_the_finished_volumes(manifest,
     assert [r["id"] for r in rows] == IDS[:3] and all(r["status"] == "ok" for r in rows)
     assert next(r for r in rows if r["id"] == first[0]["id"]) == first[0]  # same row, same seconds
     assert _mtimes(out, [first[0]["id"]]) == stamp
-    assert sorted(p.name for p in out.iterdir()) == sorted([*IDS[:3], RESULTS_FILE, SETTINGS_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*IDS[:3], BATCH_RESULTS_CSV, BATCH_SETTINGS_JSON])
 
 
 def _busy_ray_workers() -> list[int]:
@@ -292,7 +298,7 @@ def test_evaluate_on_ray_gives_the_local_pools_numbers(manifest, tmp_path, ray_s
     d = manifest.parent
     cohort = tmp_path / "cohort.csv"
     cohort.write_text(f"path,label,mask\n{d / 'right.nrrd'},1,{d / 'right_mask.nrrd'}\n{d / 'none.nrrd'},0,\n")
-    argv = ["evaluate", "--cohort", cohort, "--chunk-size", "4", "--sweep", "joint", "--lungsize-volumes", "0"]
+    argv = ["evaluate", "--cohort", cohort, "--chunk-size", "4", "--chunk-sizes", "joint", "--lungsize-volumes", "0"]
     argv += ["--no-saliency", "--progress", "none"]
     assert run_main([*argv, "--out", tmp_path / "local", "--workers", "1"]) == 0
     assert run_main([*argv, "--out", tmp_path / "ray", "--executor", "ray", "--workers", "2"]) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from CTCounterfactualLib.search import SearchParams
+from CTCounterfactualLib.params import SearchParams
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6 import QtCore, QtWidgets  # noqa: E402
@@ -118,7 +118,7 @@ def test_defaults_agree_with_the_engine(panel):
     modes = panel.findChild(QtCore.QObject, "modeSelector")
     assert [modes.itemText(i) for i in range(modes.count())] == ["scan", "joint"]
     methods = panel.findChild(QtCore.QObject, "heatmapMethodSelector")
-    from CTCounterfactualLib.search import HEATMAP_METHODS
+    from CTCounterfactualLib.params import HEATMAP_METHODS
 
     assert tuple(methods.itemText(i) for i in range(methods.count())) == HEATMAP_METHODS
 
