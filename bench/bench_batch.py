@@ -2,12 +2,13 @@
 
 Builds a manifest of ``--volumes`` volumes (chest phantoms with and without an effusion, alternating with
 crops of the bundled real CT, ``--slices`` slices of 64 x 64), explains it with the bundled models
-(``demo-vqgan``, ``demo-effusion``; scan mode, ``--chunk-size``, the reference search defaults) once with
-``--executor local`` and once with ``--executor ray`` (a local Ray started by the run, as a user's laptop
-would), each with ``--workers`` workers into its own empty folder, and prints a Markdown table: wall time
+(``demo-vqgan``, ``demo-effusion``; scan mode, ``--chunk-size``, the reference search defaults) with
+``--executor local`` and with ``--executor ray`` (a local Ray started by the run, as on a laptop), in the
+order local, ray, ray, local (so a load that drifts during the runs weighs on both alike), each with
+``--workers`` workers into its own empty folder, and prints a Markdown table: wall time
 of the whole command (Ray's start-up included), volumes per minute, the mean and median seconds one
 volume took inside its worker (results.csv), and what a cohort of ``--cohort`` volumes of this kind would
-take at the measured rate. Both runs must give the same results.csv apart from seconds and peak memory.
+take at the measured rate. All runs must give the same results.csv apart from seconds and peak memory.
 
     .venv/bin/python bench/bench_batch.py                      # 8 volumes of 16 slices, 2 workers
     .venv/bin/python bench/bench_batch.py --volumes 4 --slices 8   # a quick look
@@ -86,6 +87,9 @@ def main_bench() -> None:
     ap.add_argument("--chunk-size", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cohort", type=int, default=399, help="cohort size to project (the paper's: 399)")
+    ap.add_argument(
+        "--order", default="local,ray,ray,local", help="runs in this order (default ABBA, so drifting load cancels)"
+    )
     args = ap.parse_args()
     print(
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
@@ -95,30 +99,34 @@ def main_bench() -> None:
         f"- manifest: {args.volumes} volumes of {args.slices} x 64 x 64 (phantoms and crops of the bundled CT); "
         f"bundled models; scan, chunk size {args.chunk_size}, reference search defaults; {args.workers} workers"
     )
+    order = args.order.split(",")
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         tmp = Path(tmp)
         manifest = make_manifest(tmp, args.volumes, args.slices)
-        results = {ex: run(manifest, tmp / ex, ex, args) for ex in ("local", "ray")}
+        runs = [(ex, *run(manifest, tmp / f"{k}_{ex}", ex, args)) for k, ex in enumerate(order)]
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]  # noqa: E731
-    same = strip(results["local"][1]) == strip(results["ray"][1])
+    same = all(strip(rows) == strip(runs[0][2]) for _, _, rows in runs)
     print(
         f"- load average after: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-        f"results.csv identical apart from seconds and peak memory: {same}\n"
+        f"results.csv identical apart from seconds and peak memory in all runs: {same}\n"
     )
     print(
-        f"| executor | wall (s) | volumes / min | s per volume in its worker (mean / median) | "
+        f"| run | executor | wall (s) | volumes / min | s per volume in its worker (mean / median) | "
         f"{args.cohort} such volumes at this rate |"
     )
-    print("|---|---:|---:|---:|---:|")
-    for ex, (wall, rows) in results.items():
+    print("|---:|---|---:|---:|---:|---:|")
+    walls: dict[str, list[float]] = {}
+    for k, (ex, wall, rows) in enumerate(runs, start=1):
         secs = [float(r["seconds"]) for r in rows]
         rate = len(rows) / wall * 60
+        walls.setdefault(ex, []).append(wall)
         print(
-            f"| {ex} | {wall:.1f} | {rate:.2f} | {statistics.mean(secs):.1f} / {statistics.median(secs):.1f} | "
+            f"| {k} | {ex} | {wall:.1f} | {rate:.2f} | {statistics.mean(secs):.1f} / {statistics.median(secs):.1f} | "
             f"{args.cohort / rate:.0f} min |"
         )
-    ratio = results["local"][0] / results["ray"][0]
-    print(f"\nlocal wall / ray wall = {ratio:.2f}")
+    if {"local", "ray"} <= walls.keys():
+        local, ray = statistics.mean(walls["local"]), statistics.mean(walls["ray"])
+        print(f"\nmean wall: local {local:.1f} s, ray {ray:.1f} s; local / ray = {local / ray:.2f}")
 
 
 if __name__ == "__main__":

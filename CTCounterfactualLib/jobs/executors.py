@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,25 @@ def local_workers(spec: ExecutorSpec, n_tasks: int) -> int:
     return max(1, min(wanted, n_tasks))
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _thread_env(threads: int):
+    """Thread-pool sizes for worker processes started inside the block (as Ray sets them for its workers): the
+    native libraries read them once at start-up, before any code of ours could call ``torch.set_num_threads``."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _run_local(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) -> Iterator[tuple[int, Any]]:
     workers = local_workers(spec, len(tasks))
     if workers == 1:  # in this process: no start-up cost, and Ctrl-C needs no pool to unwind
@@ -95,7 +115,8 @@ def _run_local(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) ->
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local, initargs=(factory,))
     try:
-        pending = {pool.submit(_run_in_worker, i, task) for i, task in enumerate(tasks)}
+        with _thread_env(spec.threads()):  # the workers start during the submits and inherit it
+            pending = {pool.submit(_run_in_worker, i, task) for i, task in enumerate(tasks)}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
