@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import closing
+from pathlib import Path
 
 from CTCounterfactualLib.cli.executor import add_executor_options, executor_spec
 from CTCounterfactualLib.cli.explain import (
@@ -16,7 +17,7 @@ from CTCounterfactualLib.cli.explain import (
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.params import PROGRESS_KINDS
 from CTCounterfactualLib.progress import JsonProgress, make_progress
-from CTCounterfactualLib.protocol import DONE
+from CTCounterfactualLib.protocol import BATCH_RESULTS_CSV, DONE
 
 BATCH_HELP = """\
 Explain every volume of a manifest with the same models and options as `ctcf explain`.
@@ -37,7 +38,7 @@ Outputs in --out:
 
 Run the same command again after a crash or Ctrl-C: finished volumes are skipped, failed ones too
 unless --retry-failed. A bad volume fails alone; the batch goes on. Exit status: 0 when every
-volume is done, 1 when some failed (see results.csv), 2 when the run could not start.
+volume is done, 1 when some failed, now or before (see results.csv), 2 when the run could not start.
 """
 
 
@@ -105,10 +106,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
             ok=outcome.ok,
             failed=outcome.failed,
             skipped=outcome.skipped,
+            failed_before=outcome.failed_before,
         )
     else:
+        before = f" ({outcome.failed_before} of them failed)" if outcome.failed_before else ""
         print(
-            f"{outcome.ok} volume(s) done, {outcome.failed} failed, {outcome.skipped} done before "
-            f"(of {outcome.total}) in {outcome.seconds:.0f} s; results in {args.out}/results.csv"
+            f"{outcome.ok} volume(s) done, {outcome.failed} failed, {outcome.skipped} done before{before} "
+            f"(of {outcome.total}) in {outcome.seconds:.0f} s; results in {Path(args.out) / BATCH_RESULTS_CSV}"
         )
-    return 1 if outcome.failed else 0
+    return 1 if outcome.failed or outcome.failed_before else 0

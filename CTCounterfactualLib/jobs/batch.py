@@ -32,6 +32,7 @@ from CTCounterfactualLib.protocol import BATCH_FAILED, BATCH_OK, BATCH_SETTINGS_
 class BatchOutcome:
     total: int  # volumes in the manifest
     skipped: int  # finished (or failed, without retry_failed) in an earlier run
+    failed_before: int  # of the skipped: failed in an earlier run and not retried
     ok: int  # finished in this run
     failed: int  # failed in this run
     seconds: float
@@ -106,6 +107,7 @@ def run_batch(
     others = [row for i, row in previous.items() if i not in {r.id for r in rows}]  # rows of ids no longer listed
     todo = [VolumeTask(r, str(out / r.id)) for r in rows if r.id not in results]
     skipped = len(results)
+    failed_before = sum(1 for row in results.values() if row.get("status") == BATCH_FAILED)
     factory = BatchWorkerFactory(models, cfg, executor.threads())
     if todo:  # the options' target; a row's own target, if wrong, fails that row alone
         factory.check([cfg.target] if any(t.row.target is None for t in todo) else [])
@@ -141,4 +143,12 @@ def run_batch(
                 status=row["status"],
                 eta_s=round(eta, 1),
             )
-    return BatchOutcome(len(rows), skipped, counts[BATCH_OK], counts[BATCH_FAILED], time.perf_counter() - t0, str(out))
+    return BatchOutcome(
+        total=len(rows),
+        skipped=skipped,
+        failed_before=failed_before,
+        ok=counts[BATCH_OK],
+        failed=counts[BATCH_FAILED],
+        seconds=time.perf_counter() - t0,
+        out_dir=str(out),
+    )

@@ -186,7 +186,7 @@ def test_rerun_skips_finished_volumes_and_retry_failed_runs_the_failed_again(loc
     shutil.copytree(local_run[0], out)
     before = _results(out)
     stamps = _mtimes(out, IDS[:-1])
-    assert _batch(manifest, out, "--progress", "json") == 0  # nothing ran, nothing failed this time
+    assert _batch(manifest, out, "--progress", "json") == 1  # nothing ran; 'broken' still stands failed
     assert _results(out) == before and _mtimes(out, IDS[:-1]) == stamps
     assert _batch(manifest, out, "--retry-failed") == 1
     after = _results(out)
