@@ -26,7 +26,7 @@ from CTCounterfactualScene.engine_process import (
 )
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, Default, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -81,8 +81,9 @@ class CTCounterfactualParameterNode:
     autoencoder: str = "demo-vqgan"
     classifier: str = "demo-effusion"
     target: str = ""
-    # first and last slice, inclusive; the widget's maximum follows the input (the bound is what the binding needs)
-    sliceRange: Annotated[FloatRange, RangeBounds(0, 100000)] = FloatRange(0, 0)
+    # first and last slice, inclusive; the widget's maximum follows the input (the bound is what the binding needs;
+    # the default goes inside the annotation, where Slicer's range connector validates it)
+    sliceRange: Annotated[FloatRange, RangeBounds(0, 100000), Default(FloatRange(0, 0))]
     chunkSize: Annotated[int, WithinRange(1, 1000)] = 10
     mode: Annotated[str, Choice(["scan", "joint"])] = "scan"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -110,6 +111,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.connectedPlotViews: set[str] = set()
         self.choices: dict = {}  # catalog name -> ModelChoice, filled by fillModelSelectors
         self._updatingGui = False
+        self._rangeInputID: str | None = None  # the input whose slice count the slice range was set for
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self.onTimer)
@@ -127,7 +129,6 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.exportSceneButton.connect("clicked(bool)", self.onExportScene)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)
-        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.autoencoderSelector.connect("activated(int)", lambda i: self.onModelChosen("autoencoder"))
         self.ui.classifierSelector.connect("activated(int)", lambda i: self.onModelChosen("classifier"))
         self.ui.targetSelector.connect("currentTextChanged(QString)", self.onTargetChanged)
@@ -167,6 +168,8 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGui)
         self._parameterNode = node
+        # a saved scene keeps its range; a different input later resets it to all of that input's slices
+        self._rangeInputID = node.inputVolume.GetID() if node and node.inputVolume else None
         if node:
             self._parameterNodeGuiTag = node.connectGui(self.ui)
             self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGui)
@@ -209,12 +212,18 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode and not self._updatingGui and text and self._parameterNode.target != text:
             self._parameterNode.target = text
 
-    def onInputChanged(self, node) -> None:
-        if node is None or node.GetImageData() is None or not self._parameterNode:
+    def followInput(self) -> None:
+        """The slice range's bound is the input's last slice; a newly chosen input gets all its slices."""
+        p = self._parameterNode
+        node = p.inputVolume
+        if node is None or node.GetImageData() is None:
+            self._rangeInputID = None
             return
         last = node.GetImageData().GetDimensions()[2] - 1
         self.ui.sliceRangeWidget.maximum = last
-        self._parameterNode.sliceRange = FloatRange(0, last)
+        if node.GetID() != self._rangeInputID:
+            self._rangeInputID = node.GetID()
+            p.sliceRange = FloatRange(0, last)
 
     def updateGui(self, caller=None, event=None) -> None:
         if self._parameterNode is None or self._updatingGui:
@@ -246,8 +255,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelStateLabel.text = (
             _("Not downloaded yet: {names}").format(names=", ".join(missing)) if missing else ""
         )
-        if p.inputVolume and p.inputVolume.GetImageData():
-            self.ui.sliceRangeWidget.maximum = p.inputVolume.GetImageData().GetDimensions()[2] - 1
+        self.followInput()
         ready = bool(p.inputVolume and p.target and not missing)
         self.ui.applyButton.enabled = ready or self.job is not None
         self.ui.applyButton.text = _("Cancel") if self.job is not None else _("Generate counterfactual")
@@ -399,11 +407,16 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
                 return False
             if torch_logic.installTorch(askConfirmation=False) is None:
                 return False
-        pydeps = getattr(slicer, "pydeps", None) or getattr(slicer, "packaging", None)
-        if pydeps is not None and hasattr(pydeps, "pip_ensure"):
-            reqs = pydeps.load_requirements(str(REQUIREMENTS))
-            pydeps.pip_ensure(reqs, requester="CTCounterfactual")
-        else:  # Slicer before 5.11
+        try:
+            import slicer.packaging as packaging  # Slicer 5.12 and newer
+        except ImportError:
+            packaging = None
+        if packaging is not None:
+            try:
+                packaging.pip_ensure(packaging.load_requirements(str(REQUIREMENTS)), requester="CTCounterfactual")
+            except RuntimeError:  # the user said no (pip_ensure raises then)
+                return False
+        else:  # Slicer 5.10
             missing = [r for r in REQUIREMENTS.read_text().split() if not _importable(r)]
             if missing:
                 if ask and not slicer.util.confirmOkCancelDisplay(

@@ -131,7 +131,7 @@ class ctkMessageBox(qt.QMessageBox):
         self.detailedText = ""
 
     def exec_(self) -> int:
-        ctkMessageBox.SHOWN.append(self.text)
+        ctkMessageBox.SHOWN.append(f"{self.text}\n{self.detailedText}".strip())
         if not ctkMessageBox.ANSWERS:
             raise AssertionError(f"a dialog the test did not expect: {self.text!r}")
         return ctkMessageBox.ANSWERS.pop(0)

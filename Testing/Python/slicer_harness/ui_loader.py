@@ -1,4 +1,4 @@
-"""Build a Qt Designer ``.ui`` file from the stand-in widgets: classes, names, properties, items, layouts, connections."""
+"""Build a Qt Designer ``.ui`` file from the stand-in widgets: classes, names, properties, items, connections."""
 
 from __future__ import annotations
 

@@ -1,0 +1,91 @@
+"""The Slicer module executed on Slicer's real Python layer (5.10.0 and 5.12.3): panel, inputs, dependencies."""
+
+from __future__ import annotations
+
+import pytest
+from slicer_harness import ctk_standin
+from slicer_harness import qt_standin as qt
+from slicer_module_stand import NAME, SKIP, load_volume
+
+pytestmark = SKIP
+
+
+def _depth(node) -> int:
+    return node.GetImageData().GetDimensions()[2]
+
+
+def test_panel_opens_and_binds_the_parameter_node(slicer_app, small_ct):
+    node = load_volume(slicer_app, small_ct, "chest")
+    widget = slicer_app.open_panel(NAME)
+    p = widget._parameterNode
+    assert p.inputVolume is node and widget.ui.inputVolumeSelector.currentNode() is node
+    assert (p.sliceRange.minimum, p.sliceRange.maximum) == (0, _depth(node) - 1)
+    assert widget.ui.sliceRangeWidget.maximum == _depth(node) - 1
+    assert widget.ui.applyButton.enabled
+    # a value typed in the panel lands in the parameter node (the scene), and back
+    widget.ui.chunkSizeSpinBox.value = 4
+    assert p.chunkSize == 4
+    p.mode = "joint"
+    assert widget.ui.modeSelector.currentText == "joint"
+
+
+def test_choosing_a_ct_with_another_slice_count(slicer_app, small_ct, tmp_path):
+    import SimpleITK as sitk
+
+    first = load_volume(slicer_app, small_ct, "chest")
+    image = sitk.ReadImage(str(small_ct))[:, :, :10]
+    sitk.WriteImage(image, str(tmp_path / "short.nrrd"))
+    widget = slicer_app.open_panel(NAME)
+    second = load_volume(slicer_app, tmp_path / "short.nrrd", "short")
+    widget.ui.inputVolumeSelector.setCurrentNode(second)  # the user picks the other CT
+    p = widget._parameterNode
+    assert p.inputVolume is second and widget.ui.inputVolumeSelector.currentNode() is second
+    assert (p.sliceRange.minimum, p.sliceRange.maximum) == (0, 9)
+    assert widget.logic.request(p, "in.nrrd", "out").slices is None  # all slices of the new CT
+    widget.ui.inputVolumeSelector.setCurrentNode(first)
+    assert (p.sliceRange.minimum, p.sliceRange.maximum) == (0, _depth(first) - 1)
+
+
+def test_bundled_models_are_usable_without_torch_and_generate_offers_the_install(slicer_app, small_ct, monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)  # a fresh Slicer: `import torch` fails
+    load_volume(slicer_app, small_ct, "chest")
+    widget = slicer_app.open_panel(NAME)
+    assert widget.choices["demo-vqgan"].usable and widget.choices["demo-effusion"].usable
+    assert widget.ui.applyButton.enabled and not widget.ui.downloadModelButton.enabled
+    installs = []
+    import PyTorchUtils
+
+    monkeypatch.setattr(PyTorchUtils.PyTorchUtilsLogic, "installTorch", lambda self, *a, **k: installs.append(a))
+    ctk_standin.ctkMessageBox.ANSWERS.append(qt.QMessageBox.Cancel)  # "No" to installing PyTorch
+    widget.ui.applyButton.click()
+    assert "PyTorch" in ctk_standin.ctkMessageBox.SHOWN[-1]
+    assert widget.job is None and not installs  # declined: nothing runs, nothing crashes
+    assert widget.ui.applyButton.enabled
+
+
+@pytest.mark.parametrize("answer", ["Ok", "Cancel"])
+def test_missing_python_packages_are_offered_and_no_is_respected(slicer_app, monkeypatch, answer):
+    """5.12 has slicer.packaging.pip_ensure, 5.10 only slicer.util.pip_install; "No" never raises."""
+    module = slicer_app.modules[NAME]
+    logic = module.CTCounterfactualLogic()
+    monkeypatch.setattr(module, "REQUIREMENTS", _requirements(slicer_app, "ctcf-not-a-real-package-xyz"))
+    installed = []
+    monkeypatch.setattr(slicer_app.slicer.util, "pip_install", lambda req, *a, **k: installed.append(req))
+    if hasattr(slicer_app.slicer, "packaging") or slicer_app.version >= "5.12":
+        import slicer.packaging
+
+        monkeypatch.setattr(slicer.packaging, "pip_install", lambda req, *a, **k: installed.append(req))
+    ctk_standin.ctkMessageBox.ANSWERS.append(getattr(qt.QMessageBox, answer))
+    assert logic.ensureDependencies() is (answer == "Ok")
+    assert bool(installed) is (answer == "Ok")
+    assert "ctcf-not-a-real-package-xyz" in ctk_standin.ctkMessageBox.SHOWN[-1]
+
+
+def _requirements(session, name: str):
+    path = session.home / "requirements.txt"
+    path.write_text(f"{name}\n")
+    return path
