@@ -41,7 +41,7 @@ if str(ENGINE_PARENT) not in sys.path:
 
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
-from CTCounterfactualScene.result_layout import restore_layout  # noqa: E402
+from CTCounterfactualScene.result_layout import register_layout, restore_layout  # noqa: E402
 from CTCounterfactualScene.results_to_scene import ResultNodes, jump_to_chunk, load_results  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.volume_nodes import write_volume_file  # noqa: E402
@@ -71,6 +71,13 @@ class CTCounterfactual(ScriptedLoadableModule):
             "Method: Cohen, Blankemeier, Chaudhari, 'Explaining 3D Computed Tomography Classifiers with "
             "Counterfactuals'. Example CT data: TotalSegmentator example (CC BY 4.0)."
         )
+        slicer.app.connect("startupCompleted()", registerResultLayout)
+
+
+def registerResultLayout() -> None:
+    """At startup: the result layout is known in every scene, and a loaded scene that shows it gets it back."""
+    register_layout(slicer.mrmlScene)
+    slicer.mrmlScene.AddObserver(slicer.mrmlScene.EndImportEvent, lambda *a: restore_layout(slicer.mrmlScene))
 
 
 @parameterNodeWrapper
@@ -125,7 +132,6 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = CTCounterfactualLogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, lambda *a: restore_layout(slicer.mrmlScene))
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.exportSceneButton.connect("clicked(bool)", self.onExportScene)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)

@@ -59,7 +59,18 @@ class LayoutManager(qt.QObject):
             self._node().SetViewArrangement(value)
             self._signal("layoutChanged").emit(value)
 
+    def _map_views(self) -> None:
+        """Mark the view nodes the current layout shows as mapped (the views the manager made widgets for)."""
+        shown = self.app.layout_logic.GetViewNodes()
+        ids = {shown.GetItemAsObject(i).GetID() for i in range(shown.GetNumberOfItems())}
+        scene = self.app.scene
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLAbstractViewNode")):
+            node = scene.GetNthNodeByClass(i, "vtkMRMLAbstractViewNode")
+            if node.IsMappedInLayout() != (node.GetID() in ids):
+                node.SetMappedInLayout(node.GetID() in ids)
+
     def _plot_view_nodes(self) -> list:
+        self._map_views()
         scene = self.app.scene
         count = scene.GetNumberOfNodesByClass("vtkMRMLPlotViewNode")
         nodes = [scene.GetNthNodeByClass(i, "vtkMRMLPlotViewNode") for i in range(count)]

@@ -121,6 +121,7 @@ class SlicerSession:
         self.slicer = self._slicer_package()
         sys.path.insert(0, str(source / "SlicerPyTorch"))
         self.modules: dict[str, types.ModuleType] = {}
+        self.closed = False
 
     def _python_slicer(self) -> None:
         """``bin/PythonSlicer``: Slicer's Python interpreter; here, the project's own Python."""
@@ -201,6 +202,9 @@ class SlicerSession:
 
     def close(self) -> None:
         """Give the process back its own modules (the PyPI ``slicer``, the scene package under it)."""
+        if self.closed:
+            return
+        self.closed = True
         for k in [k for k in sys.modules if _ours(k)]:
             del sys.modules[k]
         sys.modules.update(self.saved)
