@@ -143,9 +143,13 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.connectPlotClicks()
 
     def cleanup(self) -> None:
+        """The module is unloaded (application exit): stop polling, stop the engine, remove its folder."""
+        self.timer.stop()
         self.removeObservers()
         if self.job is not None:
             self.job.cancel()
+            self.job.cleanup()
+            self.job = None
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -156,6 +160,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self.job is not None and self.job.kind == "explain":  # its input is leaving with the scene
+            self.job.discard = True
+            self.job.process.request_cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -263,16 +270,17 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         self.followInput()
         ready = bool(p.inputVolume and p.target and not missing)
-        self.ui.applyButton.enabled = ready or self.job is not None
+        cancelling = self.job is not None and self.job.process.state != "running"
+        self.ui.applyButton.enabled = (ready or self.job is not None) and not cancelling
         self.ui.applyButton.text = _("Cancel") if self.job is not None else _("Generate counterfactual")
 
     # --- running
 
     def onApplyButton(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-            self.finishJob()
-            self.ui.statusLabel.text = _("Cancelled; the scene was not changed.")
+        if self.job is not None:  # Cancel: ask the engine to stop; the timer sees it end (the GUI never waits)
+            self.job.process.request_cancel()
+            self.ui.statusLabel.text = _("Cancelling...")
+            self.updateGui()
             return
         if not self.logic.ensureDependencies():
             return
@@ -305,6 +313,12 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         job.shown_log = len(job.process.log)
         if job.process.state == "running":
             return
+        if job.process.state == "cancelled" or job.discard:
+            if not job.process.stopped:
+                return  # still stopping; poll() kills it after its grace time
+            self.finishJob()
+            self.ui.statusLabel.text = _("Cancelled; the scene was not changed.")
+            return
         try:
             if job.kind == "download":
                 self.fillModelSelectors()
@@ -315,7 +329,13 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     else _("Download failed: {error}").format(error=job.process.error)
                 )
             elif job.process.state == "done":
-                result = self.logic.finish(job)
+                try:
+                    result = self.logic.finish(job)
+                except Exception as e:  # nothing of it stays in the scene (see load_results)
+                    self.ui.statusLabel.text = _("Failed to load the results: {error}").format(error=e)
+                    self.ui.logText.appendPlainText(str(e))
+                    self.ui.logCollapsibleButton.collapsed = False
+                    return
                 p = result.summary["predictions"]
                 self.ui.statusLabel.text = _(
                     "Done: {target} input {a:.3f}, reconstruction {b:.3f}, counterfactual {c:.3f}."
@@ -385,6 +405,7 @@ class EngineJob:
         self.process, self.workdir, self.out_dir, self.input_node = process, workdir, out_dir, input_node
         self.kind = kind  # explain | download
         self.shown_log = 0
+        self.discard = False  # the scene it belonged to was closed: never load its results
 
     def cancel(self) -> None:
         self.process.cancel()
@@ -483,6 +504,9 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
             if job.process.wait(timeout) != "done":
                 raise RuntimeError(_("the engine failed: {error}").format(error=job.process.error))
             return self.finish(job)
+        except BaseException:
+            job.cancel()  # a timeout or an interrupt: the engine stops before its folder goes
+            raise
         finally:
             job.cleanup()
 
@@ -498,7 +522,15 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
 
 
 def _engine_python() -> str:
-    return shutil.which("PythonSlicer") or sys.executable
+    """Slicer's PythonSlicer: beside the application, else on PATH; never ``sys.executable`` (Slicer itself)."""
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    beside = Path(slicer.app.slicerHome) / "bin" / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise RuntimeError(_("{name} was found neither in {folder} nor on PATH").format(name=name, folder=beside.parent))
 
 
 def _launch(command: list[str]) -> EngineProcess:
@@ -523,6 +555,9 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         self.test_demo_end_to_end()
 
     def test_demo_end_to_end(self) -> None:
+        logic = CTCounterfactualLogic()
+        self.delayDisplay("Installing the dependencies (PyTorch, PyYAML, ...) if they are missing")
+        self.assertTrue(logic.ensureDependencies(ask=False), "the dependencies are not installed")
         from CTCounterfactualLib.demo import DEMO_SPEC
         from CTCounterfactualLib.phantom import make_phantom
         from CTCounterfactualLib.volume_io import write_volume
@@ -532,8 +567,6 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         phantom = make_phantom(DEMO_SPEC)
         write_volume(phantom.hu, phantom.geometry, workdir / "input.nrrd")
         node = slicer.util.loadVolume(str(workdir / "input.nrrd"))
-        logic = CTCounterfactualLogic()
-        self.assertTrue(logic.ensureDependencies(ask=False))
         p = logic.getParameterNode()
         p.inputVolume = node
         p.autoencoder, p.classifier, p.target = "demo-vqgan", "demo-effusion", "pleural effusion"

@@ -58,6 +58,8 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
     assert (ui.autoencoderSelector.currentData, ui.classifierSelector.currentData) == ("demo-vqgan", "demo-effusion")
     assert ui.targetSelector.currentText == "pleural effusion"
     ui.chunkSizeSpinBox.value = 8
+    ui.maxStepsSpinBox.value = 200  # Advanced: a shorter search and sweep keep the test quick
+    ui.sweepStepsSpinBox.value = 3
 
     _cancel_mid_run(s, widget)
 

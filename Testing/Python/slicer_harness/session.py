@@ -205,6 +205,7 @@ class SlicerSession:
         if self.closed:
             return
         self.closed = True
+        self.scene.RemoveAllObservers()  # the panels' observers must not outlive this session's objects
         for k in [k for k in sys.modules if _ours(k)]:
             del sys.modules[k]
         sys.modules.update(self.saved)
