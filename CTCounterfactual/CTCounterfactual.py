@@ -42,7 +42,7 @@ if str(ENGINE_PARENT) not in sys.path:
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
 from CTCounterfactualScene.result_layout import register_layout, restore_layout  # noqa: E402
-from CTCounterfactualScene.results_to_scene import ResultNodes, jump_to_chunk, load_results  # noqa: E402
+from CTCounterfactualScene.results_to_scene import INPUT_ID, ResultNodes, jump_to_chunk, load_results  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.volume_nodes import write_volume_file  # noqa: E402
 
@@ -390,12 +390,15 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.connectedPlotViews.add(key)
 
     def onPlotSelection(self, seriesIds, selections) -> None:
+        """A click on a point of one of our per-chunk plots; points of other charts are not ours to handle."""
         for i in range(seriesIds.GetNumberOfValues()):
             series = slicer.mrmlScene.GetNodeByID(seriesIds.GetValue(i))
+            table = series.GetTableNode() if series is not None and series.IsA("vtkMRMLPlotSeriesNode") else None
             rows = selections.GetItemAsObject(i)
-            if series is not None and rows is not None and rows.GetNumberOfTuples():
-                jump_to_chunk(slicer.mrmlScene, series.GetTableNode(), int(rows.GetValue(0)))
-                return
+            if table is None or not table.GetAttribute(INPUT_ID) or rows is None or not rows.GetNumberOfTuples():
+                continue
+            jump_to_chunk(slicer.mrmlScene, table, int(rows.GetValue(0)))
+            return
 
 
 class EngineJob:

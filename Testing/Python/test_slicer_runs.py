@@ -121,3 +121,24 @@ def test_self_test_installs_dependencies_before_importing_the_engine(slicer_app,
     with pytest.raises(AssertionError, match="dependencies"):
         slicer_app.slicer.selfTests[NAME]()
     assert asked  # it tried to install PyTorch first, instead of failing on `import torch`
+
+
+def test_a_click_in_another_plot_is_ignored(slicer_app, panel):
+    """The user's own chart in a plot view: clicking its points does nothing here (and raises nothing)."""
+    widget, _ = panel
+    scene = slicer_app.scene
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", "my measurements")
+    for name in ("x", "y"):
+        column = table.AddColumn()
+        column.SetName(name)
+    table.GetTable().SetNumberOfRows(2)
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", "my series")
+    series.SetAndObserveTableNodeID(table.GetID())
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "my chart")
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    manager = slicer_app.app.layoutManager()
+    manager.setLayout(36)  # Slicer's "Four-up plot" layout: slice views and a plot view
+    assert manager.plotViewCount >= 1
+    widget.connectPlotClicks()
+    manager.plotWidget(0).plotView().click_points([series.GetID()], [[1]])
+    manager.plotWidget(0).plotView().click_points(["vtkMRMLPlotSeriesNodeNotThere"], [[0]])
