@@ -99,6 +99,9 @@ def _load_results(scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVo
             raise ValueError(f"{role}.nrrd in {out} does not have the geometry of {input_node.GetName()}")
         node.SetAttribute(ROLE, role)
         nodes[role] = node
+    for node in nodes.values():
+        # read from the run's temporary folder, which goes away: every save path must write them again
+        node.StorableModified()
     show_as_heatmap(scene, nodes["heatmap"], HEATMAP_THRESHOLD_SHARE)
     table = chunk_table(scene, read_chunk_rows(out / "chunks.csv"), f"{base} chunks")
     chart, series = prediction_chart(scene, table, target, f"{base} predictions")

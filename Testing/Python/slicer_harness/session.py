@@ -200,6 +200,30 @@ class SlicerSession:
         """File / Load scene (an .mrb): ``slicer.util.loadScene``."""
         self.slicer.util.loadScene(str(path))
 
+    def save_scene_to_folder(self, folder: Path) -> Path:
+        """File / Save with the dialog's defaults: nodes modified since read (or never stored) are written
+        into ``folder/Data``; the others keep the file they were read from. Returns the .mrml."""
+        data = Path(folder) / "Data"
+        data.mkdir(parents=True, exist_ok=True)
+        for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLStorableNode")):
+            node = self.scene.GetNthNodeByClass(i, "vtkMRMLStorableNode")
+            storage = node.GetStorageNode()
+            if storage is None:
+                if node.GetHideFromEditors() or not node.AddDefaultStorageNode():
+                    continue
+                storage = node.GetStorageNode()
+            elif not node.GetModifiedSinceRead():
+                continue
+            name = "".join(c if c.isalnum() else "_" for c in node.GetName())
+            storage.SetFileName(str(data / f"{name}.{storage.GetDefaultWriteFileExtension()}"))
+            if not storage.WriteData(node):
+                raise RuntimeError(f"cannot write {node.GetName()}")
+        mrml = Path(folder) / "scene.mrml"
+        self.scene.SetRootDirectory(str(folder))
+        self.scene.SetURL(str(mrml))
+        self.scene.Commit()
+        return mrml
+
     def close(self) -> None:
         """Give the process back its own modules (the PyPI ``slicer``, the scene package under it)."""
         if self.closed:
