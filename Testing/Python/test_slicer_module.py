@@ -89,3 +89,27 @@ def _requirements(session, name: str):
     path = session.home / "requirements.txt"
     path.write_text(f"{name}\n")
     return path
+
+
+def test_defaults_are_the_engines_and_every_option_is_bound(slicer_app):
+    from CTCounterfactualLib.search import HEATMAP_METHODS, SearchParams
+
+    widget = slicer_app.open_panel(NAME)
+    p, d = widget._parameterNode, SearchParams()
+    bound = {w.property("SlicerParameterName"): w for w in widget.parent.findChildren(qt.QWidget)}
+    bound.pop(None, None)
+    # the lists that depend on the catalog and the chosen classifier are filled by the module itself
+    assert set(p.allParameters) - set(bound) == {"autoencoder", "classifier", "target"}
+    engine = {
+        "predDiff": d.pred_diff,
+        "predFloor": d.pred_floor,
+        "stepSize": d.step_size,
+        "maxSteps": d.max_steps,
+        "maxPixelDiffPct": d.max_pixel_diff_pct,
+        "lambdaSweepSteps": d.lambda_sweep_steps,
+    }
+    for name, value in engine.items():
+        assert getattr(p, name) == pytest.approx(value) and bound[name].value == pytest.approx(value), name
+    methods = bound["heatmapMethod"]
+    assert p.heatmapMethod == d.heatmap_method == methods.currentText
+    assert tuple(methods.itemText(i) for i in range(methods.count)) == HEATMAP_METHODS
