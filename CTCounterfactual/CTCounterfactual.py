@@ -65,7 +65,7 @@ class CTCounterfactual(ScriptedLoadableModule):
             "point to jump there), and the lambda sweep as a sequence. Compare the CF with the reconstruction, "
             "not with the input. Export scene writes everything to one .mrb file.<br>"
             "The engine runs in a separate process; Cancel stops it and leaves the scene as it was. "
-            "Research software: not for clinical decisions."
+            "Research software: not for clinical decisions. Requires 3D Slicer 5.10 or newer."
         )
         self.parent.acknowledgementText = _(
             "Method: Cohen, Blankemeier, Chaudhari, 'Explaining 3D Computed Tomography Classifiers with "

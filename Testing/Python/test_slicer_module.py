@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from slicer_harness import ctk_standin
 from slicer_harness import qt_standin as qt
@@ -113,3 +115,10 @@ def test_defaults_are_the_engines_and_every_option_is_bound(slicer_app):
     methods = bound["heatmapMethod"]
     assert p.heatmapMethod == d.heatmap_method == methods.currentText
     assert tuple(methods.itemText(i) for i in range(methods.count)) == HEATMAP_METHODS
+
+
+def test_module_metadata_says_which_slicer(slicer_app):
+    parent = slicer_app.slicer.modules.ctcounterfactual
+    assert parent.title == "CT Counterfactual" and parent.categories == ["Explainability"]
+    assert "Slicer 5.10 or newer" in parent.helpText and "not for clinical" in parent.helpText
+    assert parent.icon is not None and os.path.isfile(parent.icon.path)
