@@ -29,11 +29,11 @@ test: lint
 
 # Retrain the bundled demo models (about 10 minutes on 2 CPU cores) and update their catalog entries.
 models: $(STAMP)
-	$(BIN)/ctcf train-autoencoder --out Resources/models/demo_vqgan.pt --phantoms 40 \
+	$(BIN)/ctcf train-autoencoder --out CTCounterfactualLib/resources/models/demo_vqgan.pt --phantoms 40 \
 		--volume Testing/Data/example_ct.nii.gz --steps 2000 --catalog
-	$(BIN)/ctcf train-classifier --out Resources/models/demo_effusion.pt \
-		--autoencoder Resources/models/demo_vqgan.pt --catalog
-	$(BIN)/ctcf train-lungseg --out Resources/models/demo_lungsize.pt --real-ct Testing/Data/example_ct.nii.gz \
+	$(BIN)/ctcf train-classifier --out CTCounterfactualLib/resources/models/demo_effusion.pt \
+		--autoencoder CTCounterfactualLib/resources/models/demo_vqgan.pt --catalog
+	$(BIN)/ctcf train-lungseg --out CTCounterfactualLib/resources/models/demo_lungsize.pt --real-ct Testing/Data/example_ct.nii.gz \
 		--real-seg Testing/Data/example_seg.nii.gz --catalog
 
 bench: $(STAMP)

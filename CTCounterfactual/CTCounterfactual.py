@@ -561,9 +561,9 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         logic = CTCounterfactualLogic()
         self.delayDisplay("Installing the dependencies (PyTorch, PyYAML, ...) if they are missing")
         self.assertTrue(logic.ensureDependencies(ask=False), "the dependencies are not installed")
-        from CTCounterfactualLib.demo import DEMO_SPEC
-        from CTCounterfactualLib.phantom import make_phantom
-        from CTCounterfactualLib.volume_io import write_volume
+        from CTCounterfactualLib.data.phantom import make_phantom
+        from CTCounterfactualLib.data.volume_io import write_volume
+        from CTCounterfactualLib.jobs.demo import DEMO_SPEC
 
         self.delayDisplay("Generating the demo phantom")
         workdir = Path(tempfile.mkdtemp(prefix="CTCounterfactualTest-"))

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
-PROGRESS_KINDS = ("bar", "json", "none")
+from CTCounterfactualLib.params import PROGRESS_KINDS
+from CTCounterfactualLib.protocol import PROGRESS_KEYS
+
+__all__ = ["PROGRESS_KINDS", "Progress", "noop_progress", "make_progress", "parse_progress_line"]
+
+# progress(stage, done, total, message): every long step reports through one of these
+Progress = Callable[[str, int, int, str], None]
+
+
+def noop_progress(stage: str, done: int, total: int, message: str, **extra) -> None:
+    """The progress callback that reports nowhere."""
+    return None
 
 
 class JsonProgress:
@@ -70,6 +82,6 @@ def parse_progress_line(line: str) -> dict | None:
         obj = json.loads(line)
     except (json.JSONDecodeError, TypeError):
         return None
-    if not isinstance(obj, dict) or not {"stage", "done", "total", "message"} <= obj.keys():
+    if not isinstance(obj, dict) or not set(PROGRESS_KEYS) <= obj.keys():
         return None
     return obj

@@ -207,9 +207,9 @@ def run_case(case: Case, out_dir: str) -> dict[str, Any]:
     """Build the models and the volume, run ``explain`` once, return its time, memory and outputs."""
     import torch
 
-    from CTCounterfactualLib.explain import ExplainConfig, explain
-    from CTCounterfactualLib.search import SearchParams
-    from CTCounterfactualLib.tiny_models import center_classifier, tiny_autoencoder, tiny_classifier
+    from CTCounterfactualLib.method.explain import ExplainConfig, explain
+    from CTCounterfactualLib.params import SearchParams
+    from CTCounterfactualLib.training.tiny_models import center_classifier, tiny_autoencoder, tiny_classifier
 
     ae = tiny_autoencoder(case.seed, size=case.ae_size, ch=case.ch)
     clf = tiny_classifier(case.seed, width=case.width, gain=case.gain)

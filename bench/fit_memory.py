@@ -45,8 +45,8 @@ class Case:
 
 
 def _models(kind: str):
-    from CTCounterfactualLib.catalog import load_bundled_autoencoder, load_bundled_classifier
-    from CTCounterfactualLib.tiny_models import tiny_autoencoder, tiny_classifier
+    from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
+    from CTCounterfactualLib.training.tiny_models import tiny_autoencoder, tiny_classifier
 
     if kind == "tiny":
         return tiny_autoencoder(0, size=32, ch=8), tiny_classifier(0), "effusion"
@@ -58,8 +58,8 @@ def _models(kind: str):
 def run_case(case: Case) -> dict:
     import torch
 
-    from CTCounterfactualLib.explain import ExplainConfig, explain
-    from CTCounterfactualLib.search import SearchParams
+    from CTCounterfactualLib.method.explain import ExplainConfig, explain
+    from CTCounterfactualLib.params import SearchParams
 
     torch.set_num_threads(1)
     ae, clf, target = _models(case.models)
@@ -100,8 +100,8 @@ def classifier_probe() -> dict:
     increase against the probe's saved bytes."""
     import torch
 
-    from CTCounterfactualLib.memory_estimate import _probe
-    from CTCounterfactualLib.merlin_i3resnet import MerlinI3ResNet
+    from CTCounterfactualLib.method.memory_estimate import _probe
+    from CTCounterfactualLib.models.merlin import MerlinI3ResNet
 
     torch.set_num_threads(2)
     net = MerlinI3ResNet().eval()
@@ -172,7 +172,7 @@ def main() -> None:
     if saved is not None and fresh:
         saved.write_bytes(pickle.dumps((probes, results)))
 
-    from CTCounterfactualLib.memory_estimate import profile_models
+    from CTCounterfactualLib.method.memory_estimate import profile_models
 
     profiles = {}
     for r in results:

@@ -7,8 +7,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from CTCounterfactualLib.demo import DEMO_SPEC  # noqa: E402
-from CTCounterfactualLib.phantom import LABELS, make_phantom  # noqa: E402
+from CTCounterfactualLib.data.phantom import LABELS, make_phantom  # noqa: E402
+from CTCounterfactualLib.jobs.demo import DEMO_SPEC  # noqa: E402
 
 
 def main() -> None:

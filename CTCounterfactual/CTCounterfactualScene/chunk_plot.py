@@ -8,15 +8,9 @@ import os
 import slicer
 import vtk
 
-NUMERIC_COLUMNS = (
-    "chunk_start",
-    "chunk_end",
-    "chunk_center",
-    "prediction_before",
-    "prediction_min",
-    "lambda",
-    "prediction_cf",
-)
+from .contract import protocol
+
+NUMERIC_COLUMNS = (*protocol.CHUNK_NUMERIC_COLUMNS[:2], "chunk_center", *protocol.CHUNK_NUMERIC_COLUMNS[2:])
 
 
 def read_chunk_rows(path: str | os.PathLike) -> list[dict]:

@@ -16,8 +16,8 @@ def download_command(names: list[str], python: str = sys.executable) -> list[str
 
 def main(names: list[str]) -> int:
     from CTCounterfactualLib.errors import CTCFError
-    from CTCounterfactualLib.model_store import download_model
     from CTCounterfactualLib.progress import JsonProgress
+    from CTCounterfactualLib.store.cache import download_model
 
     report = JsonProgress()
     shown: dict[str, int] = {}

@@ -17,17 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# This package sits beside the module script; the engine sits beside it too once installed, and one
-# folder up in the source tree.
-SCENE_PARENT = Path(__file__).resolve().parents[1]
-ENGINE_PARENT = next(
-    (
-        p
-        for p in (Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2])
-        if (p / "CTCounterfactualLib").is_dir()
-    ),
-    Path(__file__).resolve().parents[2],
-)
+from .contract import ENGINE_PARENT, SCENE_PARENT, params
 
 
 @dataclass
@@ -40,10 +30,10 @@ class ExplainRequest:
     classifier: str
     target: str
     slices: tuple[int, int] | None = None
-    chunk_size: int = 10
-    mode: str = "scan"
-    device: str = "auto"
-    batch_size: int = 8
+    chunk_size: int = params.DEFAULT_CHUNK_SIZE
+    mode: str = params.DEFAULT_MODE
+    device: str = params.DEFAULT_DEVICE
+    batch_size: int = params.DEFAULT_BATCH_SIZE
     sweep: bool = True
     search: dict[str, float | int | str] = field(default_factory=dict)
 
@@ -60,7 +50,7 @@ def explain_command(request: ExplainRequest, python: str = sys.executable) -> li
     if r.sweep:
         cmd.append("--sweep")
     for key, value in sorted(r.search.items()):
-        cmd += [f"--{key.replace('_', '-')}", str(value)]
+        cmd += [params.option_name(key), str(value)]
     return cmd
 
 

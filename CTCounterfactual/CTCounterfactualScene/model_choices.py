@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .engine_process import ENGINE_PARENT
 
-CATALOG = ENGINE_PARENT / "Resources" / "models" / "catalog.json"
+CATALOG = ENGINE_PARENT / "CTCounterfactualLib" / "resources" / "models" / "catalog.json"
 LOAD_FROM_FILE = "Load from file..."
 
 
@@ -37,7 +37,7 @@ def model_choices(kind: str, cache: str | None = None) -> list[ModelChoice]:
     downloadable ones show ``unknown`` until torch is there.
     """
     try:
-        from CTCounterfactualLib.model_store import model_states, target_names
+        from CTCounterfactualLib.store.cache import model_states, target_names
     except ImportError:
         doc = json.loads(CATALOG.read_text())
         return [

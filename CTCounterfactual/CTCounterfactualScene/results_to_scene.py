@@ -15,6 +15,7 @@ import slicer
 import vtk
 
 from .chunk_plot import chunk_table, prediction_chart, read_chunk_rows
+from .contract import protocol
 from .result_layout import jump_to_slice, show_result
 from .sweep_sequence import sweep_sequence
 from .volume_nodes import read_volume_node, same_geometry, show_as_heatmap, slice_center_ras
@@ -88,28 +89,28 @@ def load_results(
 
 
 def _load_results(scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVolumeNode, out: Path) -> ResultNodes:
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / protocol.SUMMARY_JSON).read_text())
     target = summary["target"]["name"]
     base = f"{input_node.GetName()} CF {target}"
     folder = _result_folder(scene, input_node, f"{base} ({summary['mode']})")
     nodes = {}
-    for role in ("counterfactual", "reconstruction", "heatmap", "difference"):
-        node = read_volume_node(scene, out / f"{role}.nrrd", f"{base} {role}")
+    for role, file_name in protocol.VOLUME_FILES.items():
+        node = read_volume_node(scene, out / file_name, f"{base} {role}")
         if not same_geometry(node, input_node):
-            raise ValueError(f"{role}.nrrd in {out} does not have the geometry of {input_node.GetName()}")
+            raise ValueError(f"{file_name} in {out} does not have the geometry of {input_node.GetName()}")
         node.SetAttribute(ROLE, role)
         nodes[role] = node
     for node in nodes.values():
         # read from the run's temporary folder, which goes away: every save path must write them again
         node.StorableModified()
     show_as_heatmap(scene, nodes["heatmap"], HEATMAP_THRESHOLD_SHARE)
-    table = chunk_table(scene, read_chunk_rows(out / "chunks.csv"), f"{base} chunks")
+    table = chunk_table(scene, read_chunk_rows(out / protocol.CHUNKS_CSV), f"{base} chunks")
     chart, series = prediction_chart(scene, table, target, f"{base} predictions")
     for node in (table, chart):
         node.SetAttribute(INPUT_ID, input_node.GetID())
     sequence = browser = None
-    if (out / "sweep" / "sweep.csv").is_file():
-        sequence, browser = sweep_sequence(scene, out / "sweep", base)
+    if (out / protocol.SWEEP_DIR / protocol.SWEEP_CSV).is_file():
+        sequence, browser = sweep_sequence(scene, out / protocol.SWEEP_DIR, base)
     sh = _subject_hierarchy(scene)
     for node in [*nodes.values(), table, chart, *series, sequence, browser]:
         if node is not None:

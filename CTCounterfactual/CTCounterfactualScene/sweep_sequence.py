@@ -7,11 +7,12 @@ from pathlib import Path
 
 import slicer
 
+from .contract import protocol
 from .volume_nodes import read_volume_node
 
 
 def read_sweep_rows(folder: Path) -> list[dict]:
-    with open(folder / "sweep.csv", newline="") as f:
+    with open(folder / protocol.SWEEP_CSV, newline="") as f:
         return list(csv.DictReader(f))
 
 

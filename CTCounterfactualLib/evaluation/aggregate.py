@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .saliency import METHODS
-from .stats import mann_whitney, mean_se, wilcoxon_signed_rank
+from CTCounterfactualLib.evaluation.saliency import METHODS
+from CTCounterfactualLib.evaluation.stats import mann_whitney, mean_se, wilcoxon_signed_rank
 
 MAP_METHODS = ("LatentShift scan", "LatentShift joint", *METHODS)
 LOC_METRICS = ("share_in_mask", "share_in_dilated", "pointing_hit", "top_chunk_overlaps")

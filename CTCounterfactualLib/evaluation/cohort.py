@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CTCFError
-from ..phantom import LABELS, make_phantom
-from ..train_classifier import random_effusion_spec
-from ..volume_io import Geometry, read_volume, validate_volume
+from CTCounterfactualLib.data.phantom import LABELS, make_phantom
+from CTCounterfactualLib.data.volume_io import Geometry, read_volume, validate_volume
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.training.classifier import random_effusion_spec
 
 # positives use seeds seed + i, negatives seed + NEGATIVE_OFFSET + i; the default seed keeps clear of
 # the seeds the bundled models were trained and checked on (1000-1039, 3000-3039, 5000-6009, 10000-20099)

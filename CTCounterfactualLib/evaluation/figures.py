@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .aggregate import MAP_METHODS
+from CTCounterfactualLib.evaluation.aggregate import MAP_METHODS
 
 COLORS = {"positives": "#c44e52", "negatives": "#4c72b0"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from ..demo import dilated_mask, heatmap_share
-from ..volume_io import Geometry
+from CTCounterfactualLib.data.masks import dilated_mask, heatmap_share
+from CTCounterfactualLib.data.volume_io import Geometry
 
 DILATE_MM = 5.0
 

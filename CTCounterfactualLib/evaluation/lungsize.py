@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..autoencoder import SliceAutoencoder
-from ..classifier import Classifier
-from ..errors import CTCFError
-from ..explain import ExplainConfig, explain
-from .saliency import model_to_volume
-from .shift_frames import latent_direction, shifted
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.evaluation.saliency import model_to_volume
+from CTCounterfactualLib.evaluation.shift_frames import latent_direction, shifted
+from CTCounterfactualLib.method.explain import ExplainConfig, explain
+from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
+from CTCounterfactualLib.models.classifier import Classifier
 
 
 @torch.no_grad()

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from ..errors import CTCFError
-from .cohort import CohortItem
-from .settings import EvalSettings
-from .volume_task import init_worker, run_task
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.evaluation.cohort import CohortItem
+from CTCounterfactualLib.evaluation.settings import EvalSettings
+from CTCounterfactualLib.evaluation.volume_task import init_worker, run_task
 
 Task = tuple[CohortItem, EvalSettings, bool]  # item, its settings, keep figure slices
 Report = Callable[[int, int, str], None]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .aggregate import MAP_METHODS
-from .saliency import METHODS
-from .settings import WHOLE
+from CTCounterfactualLib.evaluation.aggregate import MAP_METHODS
+from CTCounterfactualLib.evaluation.saliency import METHODS
+from CTCounterfactualLib.evaluation.settings import WHOLE
 
 FIGURES = {
     "sweep": "fig5a_chunk_sweep.png",

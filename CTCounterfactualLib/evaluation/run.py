@@ -9,14 +9,14 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
-from ..catalog import read_catalog
-from ..latent_ops import Progress, _noop
-from .aggregate import summarize
-from .cohort import CohortItem
-from .pool import default_workers, run_tasks
-from .settings import EvalSettings
-from .writer import write_evaluation
+from CTCounterfactualLib import __version__
+from CTCounterfactualLib.evaluation.aggregate import summarize
+from CTCounterfactualLib.evaluation.cohort import CohortItem
+from CTCounterfactualLib.evaluation.pool import default_workers, run_tasks
+from CTCounterfactualLib.evaluation.settings import EvalSettings
+from CTCounterfactualLib.evaluation.writer import write_evaluation
+from CTCounterfactualLib.progress import Progress, noop_progress
+from CTCounterfactualLib.store.catalog import read_catalog
 
 BUNDLED = ("demo-vqgan", "demo-effusion", "demo-lungsize")
 
@@ -52,7 +52,7 @@ def run_evaluation(
     workers: int | None = None,
     lungsize_volumes: int = 10,
     command: str = "",
-    progress: Progress = _noop,
+    progress: Progress = noop_progress,
 ) -> dict:
     """Evaluate every volume, write the report into ``out_dir``; returns evaluation.json's content (less volumes)."""
     t0 = time.perf_counter()

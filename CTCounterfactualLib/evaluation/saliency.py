@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..classifier import Classifier
-from ..conventions import VolumeConvention
-from ..errors import CTCFError
-from ..train_classifier import EffusionNet
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.models.classifier import Classifier
+from CTCounterfactualLib.models.conventions import VolumeConvention
+from CTCounterfactualLib.training.classifier import EffusionNet
 
 METHODS = ("Saliency", "InputXGradient", "GuidedBackprop", "GradCAM")
 

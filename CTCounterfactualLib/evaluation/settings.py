@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import CTCFError
+from CTCounterfactualLib.errors import CTCFError
 
 DEFAULT_SWEEP = "1,5,10,12,20,all,joint"
 WHOLE = ("all", "joint")  # one chunk over the whole range: the same computation in this engine
@@ -35,11 +35,11 @@ def parse_sweep(text: str) -> tuple[str, ...]:
         if not p:
             continue
         if p not in WHOLE and not (p.isdigit() and int(p) > 0):
-            raise CTCFError(f"--sweep entry {part!r} is not a chunk size (a positive integer), 'all' or 'joint'")
+            raise CTCFError(f"--chunk-sizes entry {part!r} is not a chunk size (a positive integer), 'all' or 'joint'")
         if p not in entries:
             entries.append(p)
     if not entries:
-        raise CTCFError("--sweep is empty: give chunk sizes, e.g. 1,5,12,all,joint")
+        raise CTCFError("--chunk-sizes is empty: give chunk sizes, e.g. 1,5,12,all,joint")
     return tuple(entries)
 
 

@@ -13,21 +13,21 @@ from collections import Counter
 import numpy as np
 import torch
 
-from ..explain import ExplainConfig, ExplainResult, explain
-from .cohort import CohortItem, load_item
-from .identity import change_outside_inside, slice_consistency
-from .localization import FindingRegions, body_mask, localization_metrics, top_mass_chunk
-from .lungsize import lungsize_sweep
-from .saliency import METHODS, saliency_maps
-from .settings import WHOLE, EvalSettings, chunk_size_for
-from .shift_frames import latent_direction, shifted
+from CTCounterfactualLib.evaluation.cohort import CohortItem, load_item
+from CTCounterfactualLib.evaluation.identity import change_outside_inside, slice_consistency
+from CTCounterfactualLib.evaluation.localization import FindingRegions, body_mask, localization_metrics, top_mass_chunk
+from CTCounterfactualLib.evaluation.lungsize import lungsize_sweep
+from CTCounterfactualLib.evaluation.saliency import METHODS, saliency_maps
+from CTCounterfactualLib.evaluation.settings import WHOLE, EvalSettings, chunk_size_for
+from CTCounterfactualLib.evaluation.shift_frames import latent_direction, shifted
+from CTCounterfactualLib.method.explain import ExplainConfig, ExplainResult, explain
 
 _MODELS: dict = {}
 
 
 def init_worker() -> None:
     """Process initializer: one thread (workers share the cores) and the bundled models, loaded once."""
-    from ..catalog import load_bundled_autoencoder, load_bundled_classifier
+    from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
 
     torch.set_num_threads(1)
     if not _MODELS:

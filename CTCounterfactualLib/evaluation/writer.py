@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CTCFError
-from ..outputs import _chmod_default
-from . import figures
-from .report_md import FIGURES, render
+from CTCounterfactualLib.atomic import chmod_default
+from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.evaluation import figures
+from CTCounterfactualLib.evaluation.report_md import FIGURES, render
 
 CSV_FILES = ("volumes.csv", "sweep.csv", "localization.csv", "lungsize.csv")
 
@@ -192,7 +192,7 @@ def write_evaluation(out_dir: str | os.PathLike, rows: list[dict], summary: dict
         raise CTCFError(f"output path {out} exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    _chmod_default(stage, 0o777)
+    chmod_default(stage, 0o777)
     try:
         write_figures(stage, rows, summary, meta)
         write_csvs(stage, rows)

@@ -11,8 +11,8 @@ import pytest  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 from slicer_harness.session import SLICER_VERSIONS  # noqa: E402
 
-from CTCounterfactualLib.tiny_models import save_tiny_models  # noqa: E402
-from CTCounterfactualLib.volume_io import Geometry, read_volume, write_volume  # noqa: E402
+from CTCounterfactualLib.data.volume_io import Geometry, read_volume, write_volume  # noqa: E402
+from CTCounterfactualLib.training.tiny_models import save_tiny_models  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "Data"
 

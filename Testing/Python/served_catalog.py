@@ -19,7 +19,7 @@ import torch
 import yaml
 from http_fixture import LocalServer, free_port_url, start_server
 
-from CTCounterfactualLib.tiny_models import save_tiny_models, tiny_autoencoder
+from CTCounterfactualLib.training.tiny_models import save_tiny_models, tiny_autoencoder
 
 VQ = "tiny_vqgan_published"
 

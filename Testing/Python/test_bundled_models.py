@@ -6,11 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
-from CTCounterfactualLib.catalog import CATALOG_PATH, read_catalog, verified_path
-from CTCounterfactualLib.checkpoints import sha256_of
-from CTCounterfactualLib.demo import run_demo
+from CTCounterfactualLib.data.phantom import PhantomSpec
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.phantom import PhantomSpec
+from CTCounterfactualLib.jobs.demo import run_demo
+from CTCounterfactualLib.models.checkpoints import sha256_of
+from CTCounterfactualLib.store.catalog import CATALOG_PATH, read_catalog, verified_path
 
 
 def test_catalog_entries_match_their_files_and_stay_small():

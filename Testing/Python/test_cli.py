@@ -18,9 +18,9 @@ import torch
 from cli_runner import run_main
 
 import CTCounterfactualLib
-from CTCounterfactualLib.outputs import CHUNK_COLUMNS, OUTPUT_FILES
+from CTCounterfactualLib.data.volume_io import read_volume
 from CTCounterfactualLib.progress import parse_progress_line
-from CTCounterfactualLib.volume_io import read_volume
+from CTCounterfactualLib.protocol import CHUNK_COLUMNS, OUTPUT_FILES
 
 REPO = Path(__file__).resolve().parents[2]
 DICOM_DIR = REPO / "Testing" / "Data" / "example_ct_dicom"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from CTCounterfactualLib.cli import main
-from CTCounterfactualLib.tiny_models import tiny_autoencoder
+from CTCounterfactualLib.training.tiny_models import tiny_autoencoder
 
 pytest_plugins = ["http_fixture", "served_catalog"]  # fixture `served`: a catalog served from 127.0.0.1
 VQ = "tiny_vqgan_published"

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from CTCounterfactualLib.autoencoder import PUBLISHED_CT_CONVENTION
-from CTCounterfactualLib.conventions import HUWindow, SliceConvention, VolumeConvention
 from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.models.autoencoder import PUBLISHED_CT_CONVENTION
+from CTCounterfactualLib.models.conventions import HUWindow, SliceConvention, VolumeConvention
 
 
 def test_published_convention_reproduces_reference_wrapper():

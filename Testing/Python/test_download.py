@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from CTCounterfactualLib.download import cache_dir, download
 from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.store.download import cache_dir, download
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from CTCounterfactualLib.explain import ExplainConfig, chunk_bounds, explain
-from CTCounterfactualLib.latent_ops import (
+from CTCounterfactualLib.data.volume_io import read_volume
+from CTCounterfactualLib.method.explain import ExplainConfig, chunk_bounds, explain
+from CTCounterfactualLib.method.latent_ops import (
     decode_slices,
     encode_volume,
     faithful_chunk_gradient,
     latent_gradient,
     volume_gradient,
 )
-from CTCounterfactualLib.search import SearchParams
-from CTCounterfactualLib.tiny_models import center_classifier, tiny_autoencoder, tiny_classifier
-from CTCounterfactualLib.volume_io import read_volume
+from CTCounterfactualLib.params import SearchParams
+from CTCounterfactualLib.training.tiny_models import center_classifier, tiny_autoencoder, tiny_classifier
 
 # a search that does real work on the random tiny models: big steps, no lambda cap
 ACTIVE_SEARCH = SearchParams(step_size=1e4, max_steps=1e9)

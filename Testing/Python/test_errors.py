@@ -21,7 +21,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from CTCounterfactualLib.volume_io import read_volume, write_volume
+from CTCounterfactualLib.data.volume_io import read_volume, write_volume
 
 REPO = Path(__file__).resolve().parents[2]
 CUDA = torch.cuda.is_available()

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from CTCounterfactualLib.catalog import load_bundled_classifier
 from CTCounterfactualLib.cli import main
+from CTCounterfactualLib.data.phantom import LABELS, make_phantom
+from CTCounterfactualLib.data.volume_io import read_volume, write_volume
 from CTCounterfactualLib.evaluation.saliency import eager_effusion_net
 from CTCounterfactualLib.evaluation.stats import mann_whitney, wilcoxon_signed_rank
-from CTCounterfactualLib.phantom import LABELS, make_phantom
-from CTCounterfactualLib.train_classifier import random_effusion_spec, roc_auc
-from CTCounterfactualLib.volume_io import read_volume, write_volume
+from CTCounterfactualLib.store.catalog import load_bundled_classifier
+from CTCounterfactualLib.training.classifier import random_effusion_spec, roc_auc
 
 SLICES = 12
 SECTIONS = (
@@ -63,7 +63,7 @@ def tiny_run(tmp_path_factory):
         str(SLICES),
         "--chunk-size",
         "6",
-        "--sweep",
+        "--chunk-sizes",
         "6,joint",
         "--workers",
         "2",
@@ -148,7 +148,7 @@ def test_csv_cohort_of_the_users_volumes(tmp_path):
         str(tmp_path / "cohort.csv"),
         "--chunk-size",
         "6",
-        "--sweep",
+        "--chunk-sizes",
         "joint",
         "--workers",
         "1",

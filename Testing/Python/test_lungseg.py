@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from CTCounterfactualLib.classifier import load_classifier
-from CTCounterfactualLib.phantom import LABELS, PhantomSpec, make_phantom
-from CTCounterfactualLib.train_lungseg import (
+from CTCounterfactualLib.data.phantom import LABELS, PhantomSpec, make_phantom
+from CTCounterfactualLib.models.classifier import load_classifier
+from CTCounterfactualLib.training.lungseg import (
     LungSize,
     lung_classes,
     lung_dataset,
@@ -72,7 +72,7 @@ def test_real_ct_dice_uses_the_label_map_on_the_ct_grid():
             out[:, 1] = 1.0
             return out
 
-    from CTCounterfactualLib.train_lungseg import real_ct_dice
+    from CTCounterfactualLib.training.lungseg import real_ct_dice
 
     dice = real_ct_dice(AllLung(), DATA / "example_ct.nii.gz", DATA / "example_seg.nii.gz")
     assert 0.0 < dice < 0.2  # lungs are a small part of the 30 labelled slices

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from CTCounterfactualLib.catalog import load_bundled_autoencoder, load_bundled_classifier
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.explain import ExplainConfig
-from CTCounterfactualLib.memory_estimate import (
+from CTCounterfactualLib.jobs.explain_file import explain_file
+from CTCounterfactualLib.method.explain import ExplainConfig
+from CTCounterfactualLib.method.memory_estimate import (
     HEADROOM,
     OutOfMemory,
     _probe,
@@ -25,9 +25,9 @@ from CTCounterfactualLib.memory_estimate import (
     is_out_of_memory,
     profile_models,
 )
-from CTCounterfactualLib.pipeline import explain_file
-from CTCounterfactualLib.search import SearchParams
-from CTCounterfactualLib.tiny_models import tiny_autoencoder, tiny_classifier
+from CTCounterfactualLib.params import SearchParams
+from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
+from CTCounterfactualLib.training.tiny_models import tiny_autoencoder, tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,10 +38,10 @@ MEASURE = textwrap.dedent(
     import ctypes, ctypes.util, gc, json, sys
     import numpy as np, torch
     torch.set_num_threads(1)
-    from CTCounterfactualLib.explain import ExplainConfig, explain
-    from CTCounterfactualLib.memory_estimate import fit_batch_size
-    from CTCounterfactualLib.search import SearchParams
-    from CTCounterfactualLib.tiny_models import tiny_autoencoder, tiny_classifier
+    from CTCounterfactualLib.method.explain import ExplainConfig, explain
+    from CTCounterfactualLib.method.memory_estimate import fit_batch_size
+    from CTCounterfactualLib.params import SearchParams
+    from CTCounterfactualLib.training.tiny_models import tiny_autoencoder, tiny_classifier
 
     mode, depth, hw, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     ae, clf = tiny_autoencoder(0, size=32, ch=8), tiny_classifier(0)
@@ -134,11 +134,11 @@ REAL_OOM = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from CTCounterfactualLib.cli import main
-    from CTCounterfactualLib.explain import ExplainConfig
+    from CTCounterfactualLib.method.explain import ExplainConfig
     from CTCounterfactualLib.errors import CTCFError
-    from CTCounterfactualLib.pipeline import explain_file
-    from CTCounterfactualLib.tiny_models import tiny_autoencoder
-    from CTCounterfactualLib.volume_io import Geometry, write_volume
+    from CTCounterfactualLib.jobs.explain_file import explain_file
+    from CTCounterfactualLib.training.tiny_models import tiny_autoencoder
+    from CTCounterfactualLib.data.volume_io import Geometry, write_volume
     import numpy as np
 
     folder = Path(sys.argv[1])

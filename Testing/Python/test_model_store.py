@@ -7,11 +7,9 @@ import json
 
 import pytest
 
-from CTCounterfactualLib.autoencoder import PUBLISHED_CT_CONVENTION
-from CTCounterfactualLib.catalog import CATALOG_PATH, ModelFile, find_entry, read_catalog, register
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.model_loading import open_autoencoder, open_named_classifier
-from CTCounterfactualLib.model_store import (
+from CTCounterfactualLib.models.autoencoder import PUBLISHED_CT_CONVENTION
+from CTCounterfactualLib.store.cache import (
     download_model,
     local_files,
     local_path,
@@ -21,6 +19,8 @@ from CTCounterfactualLib.model_store import (
     target_names,
     verify_model,
 )
+from CTCounterfactualLib.store.catalog import CATALOG_PATH, ModelFile, find_entry, read_catalog, register
+from CTCounterfactualLib.store.open_models import open_autoencoder, open_named_classifier
 
 pytest_plugins = ["http_fixture", "served_catalog"]  # fixture `served`: a catalog served from 127.0.0.1
 VQ = "tiny_vqgan_published"

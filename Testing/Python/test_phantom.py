@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from CTCounterfactualLib.phantom import LABELS, PhantomSpec, make_phantom
+from CTCounterfactualLib.data.phantom import LABELS, PhantomSpec, make_phantom
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import SimpleITK as sitk
 import torch
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.lungmask_unet import LUNGMASK_CONVENTION, LungmaskUNet, resize_like_ndimage_zoom
-from CTCounterfactualLib.merlin_i3resnet import MERLIN_CONVENTION, MerlinI3ResNet
-from CTCounterfactualLib.model_formats import classifier_formats, open_classifier
+from CTCounterfactualLib.models.formats import classifier_formats, open_classifier
+from CTCounterfactualLib.models.lungmask import LUNGMASK_CONVENTION, LungmaskUNet, resize_like_ndimage_zoom
+from CTCounterfactualLib.models.merlin import MERLIN_CONVENTION, MerlinI3ResNet
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY_MERLIN = {"layers": (1, 1, 1, 1), "stem_width": 4, "num_classes": 6, "embed_dim": 8}
@@ -289,7 +289,7 @@ def test_merlin_target_names_from_merlins_phenotypes_csv_or_json(tmp_path):
     assert clf.targets == names
     assert clf.target_index("test phenotype 3, with a comma") == 3
 
-    from CTCounterfactualLib.merlin_i3resnet import load_merlin
+    from CTCounterfactualLib.models.merlin import load_merlin
 
     listed = tmp_path / "codes.json"
     listed.write_text(json.dumps({"source": "test", "phecodes": [{"phecode": i, "name": f"n{i}"} for i in range(6)]}))
@@ -337,9 +337,9 @@ def test_merlin_mismatch_and_wrong_file_are_one_line_errors(tmp_path):
 def test_published_formats_are_registered_and_imported_lazily():
     assert {"torchscript", "lungmask-r231", "merlin-i3resnet152"} <= set(classifier_formats())
     code = (
-        "import sys, CTCounterfactualLib.model_formats as m; "
-        "print(any(n in sys.modules for n in ('CTCounterfactualLib.lungmask_unet', "
-        "'CTCounterfactualLib.merlin_i3resnet')))"
+        "import sys, CTCounterfactualLib.models.formats as m; "
+        "print(any(n in sys.modules for n in ('CTCounterfactualLib.models.lungmask', "
+        "'CTCounterfactualLib.models.merlin')))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -351,7 +351,7 @@ def test_entry_point_plugin_is_found_by_open_classifier(tmp_path, monkeypatch):
     (site / "ctcf_probe_plugin.py").write_text(
         textwrap.dedent(
             """
-            from CTCounterfactualLib.classifier import Classifier
+            from CTCounterfactualLib.models.classifier import Classifier
 
             def load(path):
                 targets = path.read_text().split()

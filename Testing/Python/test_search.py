@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.search import SearchParams, Shift, latent_shift, next_lambda, search_lambda
+from CTCounterfactualLib.method.search import Shift, latent_shift, next_lambda, search_lambda
+from CTCounterfactualLib.params import SearchParams
 
 
 def test_lambda_schedule_matches_reference():

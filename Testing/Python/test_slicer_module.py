@@ -94,7 +94,7 @@ def _requirements(session, name: str):
 
 
 def test_defaults_are_the_engines_and_every_option_is_bound(slicer_app):
-    from CTCounterfactualLib.search import HEATMAP_METHODS, SearchParams
+    from CTCounterfactualLib.params import HEATMAP_METHODS, SearchParams
 
     widget = slicer_app.open_panel(NAME)
     p, d = widget._parameterNode, SearchParams()

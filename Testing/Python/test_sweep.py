@@ -8,7 +8,7 @@ import json
 import numpy as np
 import SimpleITK as sitk
 
-from CTCounterfactualLib.volume_io import read_volume
+from CTCounterfactualLib.data.volume_io import read_volume
 
 
 def _rows(path):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from CTCounterfactualLib.autoencoder import load_autoencoder
-from CTCounterfactualLib.classifier import load_classifier
-from CTCounterfactualLib.train_autoencoder import (
+from CTCounterfactualLib.models.autoencoder import load_autoencoder
+from CTCounterfactualLib.models.classifier import load_classifier
+from CTCounterfactualLib.models.vqgan import VQGANConfig
+from CTCounterfactualLib.training.autoencoder import (
     DEMO_CONVENTION,
     AETrainConfig,
     collect_slices,
@@ -14,7 +15,7 @@ from CTCounterfactualLib.train_autoencoder import (
     save_autoencoder,
     train_autoencoder,
 )
-from CTCounterfactualLib.train_classifier import (
+from CTCounterfactualLib.training.classifier import (
     EFFUSION_CONVENTION,
     ClassifierTrainConfig,
     phantom_dataset,
@@ -22,7 +23,6 @@ from CTCounterfactualLib.train_classifier import (
     save_classifier,
     train_classifier,
 )
-from CTCounterfactualLib.vqgan import VQGANConfig
 
 SMALL = {"slices": 12, "size": 64, "spacing_mm": (5.0, 5.0, 10.0)}
 

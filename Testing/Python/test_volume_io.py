@@ -1,4 +1,4 @@
-"""Tests for CTCounterfactualLib.volume_io on real CT files (no mocks)."""
+"""Tests for CTCounterfactualLib.data.volume_io on real CT files (no mocks)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.volume_io import (
+from CTCounterfactualLib.data.volume_io import (
     Geometry,
     Volume,
     image_from_array,
@@ -20,6 +19,7 @@ from CTCounterfactualLib.volume_io import (
     validate_volume,
     write_volume,
 )
+from CTCounterfactualLib.errors import CTCFError
 
 DATA = Path(__file__).resolve().parents[1] / "Data"
 EXAMPLE_CT = DATA / "example_ct.nii.gz"

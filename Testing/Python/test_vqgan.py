@@ -9,9 +9,9 @@ from taming.modules.diffusionmodules.model import Decoder as TamingDecoder
 from taming.modules.diffusionmodules.model import Encoder as TamingEncoder
 from taming.modules.vqvae.quantize import VectorQuantizer as TamingQuantizer
 
-from CTCounterfactualLib.autoencoder import PUBLISHED_CT_CONVENTION, infer_vqgan_config, load_autoencoder
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.vqgan import VQGANConfig, VQModel
+from CTCounterfactualLib.models.autoencoder import PUBLISHED_CT_CONVENTION, infer_vqgan_config, load_autoencoder
+from CTCounterfactualLib.models.vqgan import VQGANConfig, VQModel
 
 # taming hard-codes GroupNorm(32), so the cross-check uses 32-channel multiples
 DDCONFIG = dict(

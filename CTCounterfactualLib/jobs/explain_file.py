@@ -1,0 +1,131 @@
+"""File in, folder out: the whole ``ctcf explain`` job as one function (used by the CLI and demo)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from CTCounterfactualLib import __version__
+from CTCounterfactualLib.data.volume_io import Volume, read_volume, validate_volume
+from CTCounterfactualLib.jobs.outputs import write_outputs
+from CTCounterfactualLib.method.explain import ExplainConfig, ExplainResult, explain
+from CTCounterfactualLib.method.memory_estimate import OutOfMemory, fit_batch_size, is_out_of_memory
+from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
+from CTCounterfactualLib.models.checkpoints import sha256_of
+from CTCounterfactualLib.models.classifier import Classifier
+from CTCounterfactualLib.progress import Progress, noop_progress
+from CTCounterfactualLib.store.open_models import open_autoencoder, open_named_classifier
+
+
+def build_summary(
+    volume: Volume,
+    result: ExplainResult,
+    cfg: ExplainConfig,
+    models: dict[str, dict],
+    timings: dict[str, float],
+) -> dict:
+    """Everything needed to trace a result back: input, models (SHA256), settings, numbers."""
+    return {
+        "ctcf_version": __version__,
+        "torch_version": torch.__version__,
+        "platform": platform.platform(),
+        "input": {
+            "path": str(Path(volume.source).resolve()) if volume.source else "",
+            "geometry": volume.geometry.to_dict(),
+        },
+        "models": models,
+        "target": {"name": result.target_name, "index": result.target_index},
+        "predictions": result.predictions,
+        "mode": result.mode,
+        "faithful": result.faithful,
+        "slices": list(result.slices),
+        "chunk_size": result.chunk_size,
+        "output_chunk": {
+            "start": result.chunks[result.chosen].start,
+            "end": result.chunks[result.chosen].stop,
+            "lambda": result.chunks[result.chosen].lam,
+        },
+        "lambdas": [c.lam for c in result.chunks],
+        "chunks": [c.__dict__ for c in result.chunks],
+        "search": cfg.search.__dict__,
+        "batch_size": cfg.batch_size,
+        "device": result.device,
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+    }
+
+
+def model_record(path: str | os.PathLike, name: str) -> dict:
+    p = Path(path)
+    return {"name": name, "path": str(p.resolve()), "sha256": sha256_of(p), "bytes": p.stat().st_size}
+
+
+def explain_file(
+    input_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: ExplainConfig,
+    *,
+    autoencoder: SliceAutoencoder | None = None,
+    classifier: Classifier | None = None,
+    autoencoder_path: str | os.PathLike | None = None,
+    autoencoder_config: str | os.PathLike | None = None,
+    classifier_path: str | os.PathLike | None = None,
+    trust_checkpoint: bool = False,
+    progress: Progress = noop_progress,
+    classifier_format: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    available_memory: int | None = None,
+) -> dict:
+    """Read a CT, explain it, write every output into ``out_dir``; returns the summary dict.
+
+    Models come either loaded (``autoencoder``/``classifier``) or as files or catalog names (``*_path``;
+    ``classifier_format`` defaults to the catalog entry's, else torchscript). Before any work the peak memory is
+    estimated against ``available_memory`` (bytes; measured on the device if None): the batch size shrinks to
+    fit, or :class:`OutOfMemory` (a CTCFError) says what to change. Running out of memory anyway raises it too.
+    """
+    t0 = time.perf_counter()
+    progress("load", 0, 3, f"reading {Path(input_path).name}")
+    volume = read_volume(input_path)
+    validate_volume(volume, min_slices=1)
+    models: dict[str, dict] = {}
+    if autoencoder is None:
+        progress("load", 1, 3, "loading the autoencoder")
+        autoencoder, autoencoder_path, autoencoder_config = open_autoencoder(
+            autoencoder_path, autoencoder_config, trust_checkpoint=trust_checkpoint, cache=cache_dir
+        )
+    if autoencoder_path is not None:
+        models["autoencoder"] = model_record(autoencoder_path, autoencoder.name)
+        if autoencoder_config is not None:
+            models["autoencoder"]["config"] = model_record(autoencoder_config, Path(autoencoder_config).name)
+    if classifier is None:
+        progress("load", 2, 3, "loading the classifier")
+        classifier, classifier_path, classifier_format = open_named_classifier(
+            classifier_path, classifier_format, trust_checkpoint=trust_checkpoint, cache=cache_dir
+        )
+    if classifier_path is not None:
+        models["classifier"] = model_record(classifier_path, classifier.name)
+        if classifier_format is not None:
+            models["classifier"]["format"] = classifier_format
+    load_s = time.perf_counter() - t0
+    cfg, memory = fit_batch_size(volume.array.shape, autoencoder, classifier, cfg, available_memory)
+    try:
+        result = explain(volume.array, autoencoder, classifier, cfg, progress)
+    except (RuntimeError, MemoryError) as e:
+        if not is_out_of_memory(e):
+            raise
+        gpu = "--device cpu, " if memory["device"].startswith("cuda") else ""
+        raise OutOfMemory(
+            f"out of memory during the run (estimated peak {memory['estimate_mb']:.0f} MiB with batch size "
+            f"{cfg.batch_size}); try {gpu}a smaller --batch-size, a smaller --slices range or a smaller --chunk-size"
+        ) from None
+    timings = {"load": load_s, **result.timings}
+    progress("write", 0, 1, f"writing outputs to {out_dir}")
+    summary = build_summary(volume, result, cfg, models, timings)
+    summary["memory"] = memory
+    write_outputs(result, volume.geometry, out_dir, summary)
+    progress("write", 1, 1, "outputs written")
+    return summary

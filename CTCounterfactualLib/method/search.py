@@ -1,0 +1,148 @@
+"""Latent Shift lambda search and sweep, with the reference's rules and defaults.
+
+The search walks lambda = 0, -10, -21, -34, ... (lambda <- lambda - step + floor(lambda / 10))
+and stops at the first lambda where the prediction rose, fell below ``pred_floor``, dropped by
+``pred_diff``, lambda passed ``-max_steps``, or the decoded volume changed by more than
+``max_pixel_diff_pct`` of its absolute sum. That lambda gives the counterfactual; the sweep then
+decodes ``lambda_sweep_steps`` frames from it to 0 (a movie of the shift) and the heatmap summarises them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from CTCounterfactualLib.params import SearchParams
+
+
+def next_lambda(lam: float, step: float) -> float:
+    """The reference schedule: 0, -10, -21, -34, -48, ... for step 10."""
+    return lam - step + lam // 10
+
+
+@dataclass
+class Shift:
+    """One evaluated lambda: the prediction, the pixel change and the moved slices."""
+
+    pred: float
+    pixel_diff: float
+    frame: torch.Tensor | None  # (n, H, W) [0, 1] slices of the moved region; dropped once passed
+
+
+# evaluates a lambda; the engine's fast and faithful paths each provide one
+Shifter = Callable[[float], Shift]
+
+
+@dataclass
+class SearchOutcome:
+    lam: float
+    stop_reason: str
+    tried_lambdas: list[float]
+    tried_preds: list[float]
+    sweep_lambdas: list[float]
+    sweep_preds: list[float]
+    cf_frame: torch.Tensor
+    heatmap: torch.Tensor  # (n, H, W) in [0, 1] units
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def cf_pred(self) -> float:
+        return self.sweep_preds[0]
+
+    @property
+    def min_pred(self) -> float:
+        return min(self.sweep_preds)
+
+
+def search_lambda(
+    shift: Shifter, initial: Shift, pixel_sum: float, p: SearchParams
+) -> tuple[float, str, dict[float, Shift]]:
+    """Walk the lambda schedule until a stop rule fires; returns (lambda, reason, evaluated shifts)."""
+    seen: dict[float, Shift] = {0.0: initial}
+    lam, last = 0.0, initial.pred
+    previous: Shift | None = None
+    while True:
+        cur = seen.get(lam) or shift(lam)
+        seen[lam] = cur
+        if previous is not None and previous is not initial:
+            previous.frame = None  # only lambda 0 and the current frame stay in memory
+        previous = cur
+        if last < cur.pred:
+            return lam, "prediction rose", seen
+        if cur.pred < p.pred_floor:
+            return lam, f"prediction below floor {p.pred_floor}", seen
+        if initial.pred - p.pred_diff > cur.pred:
+            return lam, f"prediction dropped by {p.pred_diff}", seen
+        if lam <= -p.max_steps:
+            return lam, f"lambda reached -{p.max_steps:g}", seen
+        if cur.pixel_diff > pixel_sum * p.max_pixel_diff_pct:
+            return lam, f"pixel change above {p.max_pixel_diff_pct:.0%}", seen
+        last = cur.pred
+        lam = next_lambda(lam, p.step_size)
+
+
+class HeatmapAccumulator:
+    """The reference heatmaps, accumulated frame by frame so no frame stack is kept."""
+
+    def __init__(self, method: str, x0: torch.Tensor, n_frames: int):
+        self.method, self.x0, self.n = method, x0, n_frames
+        self.acc = torch.zeros_like(x0)
+        self.first: torch.Tensor | None = None
+        self.prev: torch.Tensor | None = None
+
+    def add(self, frame: torch.Tensor) -> None:
+        if self.method == "int" and self.prev is not None:
+            self.acc += (self.prev - frame).abs()
+        elif self.method == "mean":
+            self.acc += (self.x0 - frame).abs()
+        elif self.method == "max":
+            torch.maximum(self.acc, (self.x0 - frame).abs(), out=self.acc)
+        if self.first is None:
+            self.first = frame
+        self.prev = frame
+
+    def result(self) -> torch.Tensor:
+        if self.method == "int":
+            return self.acc / (self.n - 1)
+        if self.method == "mean":
+            return self.acc / self.n
+        if self.method == "mm":
+            return (self.first - self.prev).abs()
+        return self.acc
+
+
+def latent_shift(
+    shift: Shifter,
+    initial: Shift,
+    pixel_sum: float,
+    p: SearchParams,
+    on_frame: Callable[[int, float, Shift], None] | None = None,
+) -> SearchOutcome:
+    """Search lambda, then sweep from it to 0 and build the heatmap over the sweep frames."""
+    lam, reason, seen = search_lambda(shift, initial, pixel_sum, p)
+    lambdas = np.linspace(lam, 0.0, p.lambda_sweep_steps)
+    heat = HeatmapAccumulator(p.heatmap_method, initial.frame, len(lambdas))
+    preds: list[float] = []
+    cf_frame = None
+    for i, value in enumerate(lambdas):
+        key = float(value)
+        s = seen[key] if key in seen and seen[key].frame is not None else shift(key)
+        if i == 0:
+            cf_frame = s.frame
+        heat.add(s.frame)
+        preds.append(s.pred)
+        if on_frame is not None:
+            on_frame(i, key, s)
+    return SearchOutcome(
+        lam=lam,
+        stop_reason=reason,
+        tried_lambdas=list(seen),
+        tried_preds=[s.pred for s in seen.values()],
+        sweep_lambdas=[float(v) for v in lambdas],
+        sweep_preds=preds,
+        cf_frame=cf_frame,
+        heatmap=heat.result(),
+    )

@@ -1,0 +1,74 @@
+"""The contract between the engine and its readers (CLI, Slicer module, batch, tests), written once (torch-free).
+
+An explanation folder holds the files below; ``chunks.csv`` and ``sweep/sweep.csv`` have the listed
+columns; ``summary.json`` has the listed keys. Progress goes out as JSON lines with the keys in
+``PROGRESS_KEYS``, stage names from ``STAGES``, ending with ``DONE`` or ``ERROR``.
+"""
+
+from __future__ import annotations
+
+# output folder of one explanation
+COUNTERFACTUAL = "counterfactual.nrrd"
+RECONSTRUCTION = "reconstruction.nrrd"
+HEATMAP = "heatmap.nrrd"
+DIFFERENCE = "difference.nrrd"
+CHUNKS_CSV = "chunks.csv"
+PREDICTIONS_PNG = "predictions.png"
+SUMMARY_JSON = "summary.json"  # written last: its presence marks a complete result
+VOLUME_FILES = {
+    "counterfactual": COUNTERFACTUAL,
+    "reconstruction": RECONSTRUCTION,
+    "heatmap": HEATMAP,
+    "difference": DIFFERENCE,
+}
+OUTPUT_FILES = (*VOLUME_FILES.values(), CHUNKS_CSV, PREDICTIONS_PNG, SUMMARY_JSON)
+CHUNK_COLUMNS = (
+    "chunk_start",
+    "chunk_end",  # exclusive
+    "prediction_before",
+    "prediction_min",
+    "lambda",
+    "prediction_cf",
+    "stop_reason",
+)
+CHUNK_NUMERIC_COLUMNS = CHUNK_COLUMNS[:-1]
+SWEEP_DIR = "sweep"  # optional (--sweep): frame_NN.nrrd slabs of the output chunk + sweep.csv
+SWEEP_CSV = "sweep.csv"
+SWEEP_COLUMNS = ("frame", "file", "lambda", "prediction", "slice_start", "slice_end")
+
+
+def sweep_frame_name(i: int) -> str:
+    return f"frame_{i:02d}.nrrd"
+
+
+# summary.json: top-level keys, and the keys of its nested records that readers use
+SUMMARY_KEYS = (
+    "ctcf_version",
+    "torch_version",
+    "platform",
+    "input",
+    "models",
+    "target",
+    "predictions",
+    "mode",
+    "faithful",
+    "slices",
+    "chunk_size",
+    "output_chunk",
+    "lambdas",
+    "chunks",
+    "search",
+    "batch_size",
+    "device",
+    "timings_s",
+    "peak_memory_mb",
+    "memory",
+)
+PREDICTION_KEYS = ("input", "reconstruction", "counterfactual", "counterfactual_min")
+OUTPUT_CHUNK_KEYS = ("start", "end", "lambda")  # end exclusive
+
+# progress: one JSON object per line on stdout
+PROGRESS_KEYS = ("stage", "done", "total", "message")
+STAGES = ("load", "encode", "decode", "gradient", "search", "write")
+DONE = "done"
+ERROR = "error"

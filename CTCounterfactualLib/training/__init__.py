@@ -1,0 +1,1 @@
+"""Training recipes for the bundled demo models, and tiny random models for tests and the benchmark."""
