@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -41,12 +42,24 @@ if str(ENGINE_PARENT) not in sys.path:
 
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
-from CTCounterfactualScene.result_layout import register_layout, restore_layout  # noqa: E402
+from CTCounterfactualScene.panel_text import progress_text, results_text  # noqa: E402
+from CTCounterfactualScene.result_layout import (  # noqa: E402
+    RESULT_VIEW,
+    composite_node,
+    register_layout,
+    restore_layout,
+    show_result,
+)
 from CTCounterfactualScene.results_to_scene import INPUT_ID, ResultNodes, jump_to_chunk, load_results  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
-from CTCounterfactualScene.volume_nodes import write_volume_file  # noqa: E402
+from CTCounterfactualScene.slice_choice import ALL as ALL_SLICES  # noqa: E402
+from CTCounterfactualScene.slice_choice import AROUND, CUSTOM, SLICE_CHOICES, chosen_slices, current_slice  # noqa: E402
+from CTCounterfactualScene.volume_nodes import show_as_heatmap, write_volume_file  # noqa: E402
 
 REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
+# the user's last choices, offered again in every new scene (QSettings keys under "CTCounterfactual/")
+REMEMBERED = ("autoencoder", "classifier", "target", "mode", "chunkSize")
+RECALLED_ATTRIBUTE = "CTCounterfactual.Recalled"  # on a parameter node that got them already
 
 
 class CTCounterfactual(ScriptedLoadableModule):
@@ -91,6 +104,8 @@ class CTCounterfactualParameterNode:
     # first and last slice, inclusive; the widget's maximum follows the input (the bound is what the binding needs;
     # the default goes inside the annotation, where Slicer's range connector validates it)
     sliceRange: Annotated[FloatRange, RangeBounds(0, 100000), Default(FloatRange(0, 0))]
+    sliceChoice: Annotated[str, Choice(list(SLICE_CHOICES))] = ALL_SLICES
+    aroundSlices: Annotated[int, WithinRange(1, 1000)] = 10  # ± this many slices around the Red view's slice
     chunkSize: Annotated[int, WithinRange(1, 1000)] = 10
     mode: Annotated[str, Choice(["scan", "joint"])] = "scan"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -117,6 +132,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.job: EngineJob | None = None
         self.connectedPlotViews: set[str] = set()
         self.choices: dict = {}  # catalog name -> ModelChoice, filled by fillModelSelectors
+        self.lastResult: ResultNodes | None = None  # the run the results box describes
         self._updatingGui = False
         self._rangeInputID: str | None = None  # the input whose slice count the slice range was set for
         self.timer = qt.QTimer()
@@ -138,6 +154,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.autoencoderSelector.connect("activated(int)", lambda i: self.onModelChosen("autoencoder"))
         self.ui.classifierSelector.connect("activated(int)", lambda i: self.onModelChosen("classifier"))
         self.ui.targetSelector.connect("currentTextChanged(QString)", self.onTargetChanged)
+        self.ui.showResultsButton.connect("clicked(bool)", self.onShowResults)
+        self.ui.heatmapOpacitySlider.connect("valueChanged(double)", self.onHeatmapDisplay)
+        self.ui.heatmapThresholdSlider.connect("valueChanged(double)", self.onHeatmapDisplay)
         self.fillModelSelectors()
         self.initializeParameterNode()
         self.connectPlotClicks()
@@ -163,6 +182,8 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.job is not None and self.job.kind == "explain":  # its input is leaving with the scene
             self.job.discard = True
             self.job.process.request_cancel()
+        self.lastResult = None
+        self.ui.resultsCollapsibleButton.visible = False
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -170,7 +191,11 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        node = self.logic.getParameterNode()
+        if not node.parameterNode.GetAttribute(RECALLED_ATTRIBUTE):  # new in this scene: the last choices
+            node.parameterNode.SetAttribute(RECALLED_ATTRIBUTE, "1")
+            recallChoices(node)
+        self.setParameterNode(node)
         if not self._parameterNode.inputVolume:
             first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if first:
@@ -241,6 +266,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def updateGui(self, caller=None, event=None) -> None:
         if self._parameterNode is None or self._updatingGui:
             return
+        rememberChoices(self._parameterNode)
         self._updatingGui = True  # filling the lists emits signals that would write back and re-enter
         try:
             self._updateGui()
@@ -269,6 +295,8 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _("Not downloaded yet: {names}").format(names=", ".join(missing)) if missing else ""
         )
         self.followInput()
+        self.ui.sliceRangeWidget.enabled = p.sliceChoice == CUSTOM
+        self.ui.aroundSlicesSpinBox.enabled = p.sliceChoice == AROUND
         ready = bool(p.inputVolume and p.target and not missing)
         cancelling = self.job is not None and self.job.process.state != "running"
         self.ui.applyButton.enabled = (ready or self.job is not None) and not cancelling
@@ -307,7 +335,10 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if event["total"]:
                 self.ui.progressBar.setRange(0, event["total"])
                 self.ui.progressBar.value = event["done"]
-            self.ui.statusLabel.text = f"{event['stage']}: {event['message']}"
+            elapsed = time.monotonic() - job.started
+            self.ui.statusLabel.text = progress_text(
+                event["stage"], event["message"], event["done"], event["total"], elapsed
+            )
         for line in job.process.log[job.shown_log :]:
             self.ui.logText.appendPlainText(line)
         job.shown_log = len(job.process.log)
@@ -342,6 +373,10 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 ).format(
                     target=result.summary["target"]["name"], a=p["input"], b=p["reconstruction"], c=p["counterfactual"]
                 )
+                self.lastResult = result
+                self.ui.resultsLabel.text = results_text(result.summary)
+                self.ui.resultsCollapsibleButton.visible = True
+                self.onHeatmapDisplay()
                 slicer.app.processEvents()  # let the layout manager create the plot view first
                 self.connectPlotClicks()
             else:
@@ -376,6 +411,31 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.exportScene(path)
                 self.ui.statusLabel.text = _("Scene exported to {path}").format(path=path)
 
+    def onShowResults(self) -> None:
+        """Bring back the linked views and the plot of the last run (after the user changed the layout)."""
+        r = self.lastResult
+        if r is None or slicer.mrmlScene.GetNodeByID(r.counterfactual) is None:
+            return
+        show_result(
+            slicer.mrmlScene,
+            slicer.mrmlScene.GetNodeByID(r.table).GetAttribute(INPUT_ID),
+            r.counterfactual,
+            r.heatmap,
+            r.chart,
+            self.ui.heatmapOpacitySlider.value,
+        )
+        slicer.app.processEvents()
+        self.connectPlotClicks()
+
+    def onHeatmapDisplay(self) -> None:
+        """Opacity of the heatmap over the CF, and the share of its maximum below which it is transparent."""
+        r = self.lastResult
+        heatmap = slicer.mrmlScene.GetNodeByID(r.heatmap) if r is not None else None
+        if heatmap is None:
+            return
+        composite_node(slicer.mrmlScene, RESULT_VIEW).SetForegroundOpacity(self.ui.heatmapOpacitySlider.value)
+        show_as_heatmap(slicer.mrmlScene, heatmap, self.ui.heatmapThresholdSlider.value / 100.0)
+
     def connectPlotClicks(self) -> None:
         """A click on a point of the per-chunk plot centres the linked views on that chunk.
 
@@ -409,6 +469,7 @@ class EngineJob:
         self.kind = kind  # explain | download
         self.shown_log = 0
         self.discard = False  # the scene it belonged to was closed: never load its results
+        self.started = time.monotonic()
 
     def cancel(self) -> None:
         self.process.cancel()
@@ -459,7 +520,8 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
     def request(self, p: CTCounterfactualParameterNode, input_path: str, out_dir: str) -> ExplainRequest:
         depth = p.inputVolume.GetImageData().GetDimensions()[2]
         first, last = int(round(p.sliceRange.minimum)), int(round(p.sliceRange.maximum))
-        slices = None if (first, last) in ((0, 0), (0, depth - 1)) else (first, last + 1)
+        current = current_slice(slicer.mrmlScene, p.inputVolume) if p.sliceChoice == AROUND else None
+        slices = chosen_slices(p.sliceChoice, depth, (first, max(first, last)), p.aroundSlices, current)
         return ExplainRequest(
             input_path=input_path,
             out_dir=out_dir,
@@ -524,6 +586,25 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         export_mrb(slicer.mrmlScene, path)
 
 
+def rememberChoices(p: CTCounterfactualParameterNode) -> None:
+    settings = qt.QSettings()
+    for name in REMEMBERED:
+        settings.setValue(f"CTCounterfactual/{name}", getattr(p, name))
+
+
+def recallChoices(p: CTCounterfactualParameterNode) -> None:
+    """Put the user's last choices into a new parameter node (a value that no longer fits is skipped)."""
+    settings = qt.QSettings()
+    for name in REMEMBERED:
+        value = settings.value(f"CTCounterfactual/{name}")
+        if value is None or value == "":
+            continue
+        try:
+            setattr(p, name, int(value) if name == "chunkSize" else str(value))
+        except (ValueError, TypeError):
+            pass  # e.g. a mode this version no longer has
+
+
 def _engine_python() -> str:
     """Slicer's PythonSlicer: beside the application, else on PATH; never ``sys.executable`` (Slicer itself)."""
     name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
@@ -573,7 +654,7 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         p = logic.getParameterNode()
         p.inputVolume = node
         p.autoencoder, p.classifier, p.target = "demo-vqgan", "demo-effusion", "pleural effusion"
-        p.sliceRange = FloatRange(0, node.GetImageData().GetDimensions()[2] - 1)
+        p.sliceChoice = ALL_SLICES
         p.chunkSize = 8
         self.delayDisplay("Running the engine (about a minute on a CPU)")
         result = logic.process(p, wait=True, timeout=900)

@@ -41,7 +41,7 @@ def _cancel_mid_run(s, widget) -> None:
         assert job.process.state == "running", widget.ui.logText.plainText
         widget.timer.fire()
         time.sleep(0.2)
-    assert widget.ui.statusLabel.text.startswith(job.process.last["stage"])
+    assert widget.ui.statusLabel.text.startswith(job.process.last["stage"]) and "elapsed" in widget.ui.statusLabel.text
     widget.ui.applyButton.click()  # Cancel
     run_timer_until_idle(widget)
     assert job.process.state == "cancelled" and job.process.process.poll() is not None
@@ -70,11 +70,22 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
     assert set(results) == {"counterfactual", "reconstruction", "heatmap", "difference"}
     cf = results["counterfactual"]
     assert cf.GetImageData().GetDimensions() == node.GetImageData().GetDimensions()
-    from CTCounterfactualScene.result_layout import LAYOUT_ID, PLOT_VIEW
+    from CTCounterfactualScene.result_layout import LAYOUT_ID, PLOT_VIEW, RESULT_VIEW, composite_node
     from CTCounterfactualScene.volume_nodes import slice_center_ras
 
     layout_manager = s.app.layoutManager()
     assert layout_manager.layout == LAYOUT_ID
+    assert ui.resultsCollapsibleButton.visible and "lambda" in ui.resultsLabel.text
+    # the user looks elsewhere, then comes back with Show results; the heatmap controls act on the views
+    layout_manager.setLayout(1)
+    ui.showResultsButton.click()
+    assert layout_manager.layout == LAYOUT_ID
+    ui.heatmapOpacitySlider.value = 0.8
+    assert composite_node(s.scene, RESULT_VIEW).GetForegroundOpacity() == 0.8
+    heat = results["heatmap"].GetDisplayNode()
+    hidden_before = heat.GetLowerThreshold()
+    ui.heatmapThresholdSlider.value = 50
+    assert heat.GetLowerThreshold() > hidden_before
 
     # a click on the first point of the per-chunk plot centres the linked views on that chunk
     chart = s.scene.GetFirstNodeByClass("vtkMRMLPlotChartNode")

@@ -122,3 +122,52 @@ def test_module_metadata_says_which_slicer(slicer_app):
     assert parent.title == "CT Counterfactual" and parent.categories == ["Explainability"]
     assert "Slicer 5.10 or newer" in parent.helpText and "not for clinical" in parent.helpText
     assert parent.icon is not None and os.path.isfile(parent.icon.path)
+
+
+def test_plain_words_advanced_options_and_the_research_line(slicer_app):
+    widget = slicer_app.open_panel(NAME)
+    ui = widget.ui
+    assert ui.disclaimerLabel.text == "Research software, not for clinical use." and ui.disclaimerLabel.visible
+    labels = (ui.autoencoderSelectorLabel.text, ui.targetSelectorLabel.text)
+    assert labels == ("Image model (VQ-GAN):", "Finding / output:")
+    advanced = ui.advancedCollapsibleButton
+    assert advanced.collapsed
+    for name in ("deviceSelector", "heatmapMethodSelector", "predDiffSpinBox", "stepSizeSpinBox"):
+        widget_ = getattr(ui, name)
+        assert widget_ in advanced.findChildren(qt.QWidget) and widget_.toolTip, name
+    assert not ui.resultsCollapsibleButton.visible  # no run yet
+
+
+def test_last_choices_are_offered_in_a_new_scene(slicer_app, small_ct):
+    widget = slicer_app.open_panel(NAME)
+    widget.ui.modeSelector.activate(widget.ui.modeSelector.findText("joint"))
+    widget.ui.chunkSizeSpinBox.value = 4
+    widget.ui.classifierSelector.activate(widget.ui.classifierSelector.findData("demo-lungsize"))
+    assert widget._parameterNode.classifier == "demo-lungsize"
+    slicer_app.close_scene()
+    p = widget._parameterNode
+    assert (p.mode, p.chunkSize, p.classifier) == ("joint", 4, "demo-lungsize")
+    assert widget.ui.modeSelector.currentText == "joint" and widget.ui.classifierSelector.currentData == "demo-lungsize"
+
+
+def test_slices_all_around_the_red_view_or_a_custom_range(slicer_app, small_ct):
+    from CTCounterfactualScene.volume_nodes import slice_center_ras
+
+    node = load_volume(slicer_app, small_ct, "chest")
+    widget = slicer_app.open_panel(NAME)
+    ui, p = widget.ui, widget._parameterNode
+    assert ui.sliceChoiceSelector.currentText == "All slices" and not ui.sliceRangeWidget.enabled
+    assert widget.logic.request(p, "in.nrrd", "out").slices is None
+    slicer_app.app.layoutManager().setLayout(3)  # four-up: the Red view exists
+    red = slicer_app.scene.GetNodeByID("vtkMRMLSliceNodeRed")
+    red.JumpSliceByCentering(*slice_center_ras(node, 12))
+    ui.sliceChoiceSelector.activate(ui.sliceChoiceSelector.findText("Around current slice"))
+    assert ui.aroundSlicesSpinBox.enabled and not ui.sliceRangeWidget.enabled
+    ui.aroundSlicesSpinBox.value = 3
+    assert widget.logic.request(p, "in.nrrd", "out").slices == (9, 16)
+    ui.sliceChoiceSelector.activate(ui.sliceChoiceSelector.findText("Custom range"))
+    assert ui.sliceRangeWidget.enabled
+    ui.sliceRangeWidget.setValues(4, 19)
+    assert widget.logic.request(p, "in.nrrd", "out").slices == (4, 20)
+    ui.sliceRangeWidget.setValues(-5, 500)  # the widget keeps the range inside the CT
+    assert widget.logic.request(p, "in.nrrd", "out").slices is None

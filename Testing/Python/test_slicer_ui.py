@@ -19,6 +19,7 @@ UI_FILE = MODULE_DIR / "Resources" / "UI" / "CTCounterfactual.ui"
 QT_BASE = {
     "ctkCollapsibleButton": "QGroupBox",
     "ctkRangeWidget": "QWidget",
+    "ctkSliderWidget": "QDoubleSpinBox",
     "qMRMLNodeComboBox": "QComboBox",
     "qMRMLWidget": "QWidget",
 }
