@@ -42,7 +42,7 @@ if str(ENGINE_PARENT) not in sys.path:
 
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
-from CTCounterfactualScene.panel_text import progress_text, results_text  # noqa: E402
+from CTCounterfactualScene.panel_text import done_text, progress_text, results_text  # noqa: E402
 from CTCounterfactualScene.result_layout import (  # noqa: E402
     RESULT_VIEW,
     composite_node,
@@ -367,12 +367,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.logText.appendPlainText(str(e))
                     self.ui.logCollapsibleButton.collapsed = False
                     return
-                p = result.summary["predictions"]
-                self.ui.statusLabel.text = _(
-                    "Done: {target} input {a:.3f}, reconstruction {b:.3f}, counterfactual {c:.3f}."
-                ).format(
-                    target=result.summary["target"]["name"], a=p["input"], b=p["reconstruction"], c=p["counterfactual"]
-                )
+                self.ui.statusLabel.text = done_text(time.monotonic() - job.started)
                 self.lastResult = result
                 self.ui.resultsLabel.text = results_text(result.summary)
                 self.ui.resultsCollapsibleButton.visible = True

@@ -33,3 +33,7 @@ def results_text(summary: dict) -> str:
         f"counterfactual {p['counterfactual']:.3f}\n"
         f"lambda {chunk['lambda']:g}; shown: slices {chunk['start']}-{chunk['end'] - 1} ({summary['mode']})"
     )
+
+
+def done_text(seconds: float) -> str:
+    return f"Done in {duration(seconds)}; the results are in the scene and below."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from CTCounterfactualScene.panel_text import duration, progress_text, results_text
+from CTCounterfactualScene.panel_text import done_text, duration, progress_text, results_text
 
 
 def test_durations():
@@ -23,3 +23,7 @@ def test_results_text_from_a_run(swept_run):
     chunk = summary["output_chunk"]
     assert f"slices {chunk['start']}-{chunk['end'] - 1}" in text
     assert f"counterfactual {summary['predictions']['counterfactual']:.3f}" in text
+
+
+def test_done_text():
+    assert done_text(185) == "Done in 3 min 05 s; the results are in the scene and below."
