@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -10,8 +11,10 @@ from slicer_harness.session import SlicerSession, slicer_python_dir
 
 MODULE_FILE = Path(__file__).resolve().parents[2] / "CTCounterfactual" / "CTCounterfactual.py"
 NAME = "CTCounterfactual"
+# CI sets CTCF_REQUIRE_SLICER_PYTHON=1 (.ci/run): there a missing layer fails these tests instead of skipping them
 SKIP = pytest.mark.skipif(
-    slicer_python_dir() is None, reason="Slicer's Python layer (../shared/slicer-python) is absent; CI has it"
+    slicer_python_dir() is None and not os.environ.get("CTCF_REQUIRE_SLICER_PYTHON"),
+    reason="Slicer's Python layer (../shared/slicer-python) is absent; CI has it",
 )
 
 

@@ -60,6 +60,13 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
     ui.chunkSizeSpinBox.value = 8
     ui.maxStepsSpinBox.value = 200  # Advanced: a shorter search and sweep keep the test quick
     ui.sweepStepsSpinBox.value = 3
+    # the slices around the one the Red view shows: one chunk, so one search
+    from CTCounterfactualScene.volume_nodes import slice_center_ras
+
+    s.app.layoutManager().setLayout(3)
+    s.scene.GetNodeByID("vtkMRMLSliceNodeRed").JumpSliceByCentering(*slice_center_ras(node, 12))
+    ui.sliceChoiceSelector.activate(ui.sliceChoiceSelector.findText("Around current slice"))
+    ui.aroundSlicesSpinBox.value = 3
 
     _cancel_mid_run(s, widget)
 
@@ -71,7 +78,6 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
     cf = results["counterfactual"]
     assert cf.GetImageData().GetDimensions() == node.GetImageData().GetDimensions()
     from CTCounterfactualScene.result_layout import LAYOUT_ID, PLOT_VIEW, RESULT_VIEW, composite_node
-    from CTCounterfactualScene.volume_nodes import slice_center_ras
 
     layout_manager = s.app.layoutManager()
     assert layout_manager.layout == LAYOUT_ID
@@ -120,6 +126,7 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
         p = reopened._parameterNode
         assert p.inputVolume is not None and p.inputVolume.GetName() == "chest"
         assert (p.chunkSize, p.target) == (8, "pleural effusion")
+        assert (p.sliceChoice, p.aroundSlices) == ("Around current slice", 3)
         assert reopened.ui.applyButton.enabled
     finally:
         second.close()
