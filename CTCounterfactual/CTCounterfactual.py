@@ -40,6 +40,7 @@ from slicer.util import VTKObservationMixin
 if str(ENGINE_PARENT) not in sys.path:
     sys.path.insert(0, str(ENGINE_PARENT))
 
+from CTCounterfactualScene.contract import params  # noqa: E402
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
 from CTCounterfactualScene.panel_text import done_text, progress_text, results_text  # noqa: E402
@@ -57,6 +58,7 @@ from CTCounterfactualScene.slice_choice import AROUND, CUSTOM, SLICE_CHOICES, ch
 from CTCounterfactualScene.volume_nodes import show_as_heatmap, write_volume_file  # noqa: E402
 
 REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
+SEARCH_DEFAULTS = params.SearchParams()  # the engine's own defaults (torch-free module)
 # the user's last choices, offered again in every new scene (QSettings keys under "CTCounterfactual/")
 REMEMBERED = ("autoencoder", "classifier", "target", "mode", "chunkSize")
 RECALLED_ATTRIBUTE = "CTCounterfactual.Recalled"  # on a parameter node that got them already
@@ -106,17 +108,17 @@ class CTCounterfactualParameterNode:
     sliceRange: Annotated[FloatRange, RangeBounds(0, 100000), Default(FloatRange(0, 0))]
     sliceChoice: Annotated[str, Choice(list(SLICE_CHOICES))] = ALL_SLICES
     aroundSlices: Annotated[int, WithinRange(1, 1000)] = 10  # ± this many slices around the Red view's slice
-    chunkSize: Annotated[int, WithinRange(1, 1000)] = 10
-    mode: Annotated[str, Choice(["scan", "joint"])] = "scan"
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    predDiff: Annotated[float, WithinRange(0, 1)] = 0.8
-    predFloor: Annotated[float, WithinRange(0, 1)] = 0.05
-    stepSize: Annotated[float, WithinRange(0.01, 100000)] = 10.0
-    maxSteps: Annotated[float, WithinRange(1, 10000000)] = 3000.0
-    maxPixelDiffPct: Annotated[float, WithinRange(0.001, 1)] = 0.05
-    lambdaSweepSteps: Annotated[int, WithinRange(2, 100)] = 10
-    heatmapMethod: Annotated[str, Choice(["int", "mean", "mm", "max"])] = "int"
-    batchSize: Annotated[int, WithinRange(1, 256)] = 8
+    chunkSize: Annotated[int, WithinRange(1, 1000)] = params.DEFAULT_CHUNK_SIZE
+    mode: Annotated[str, Choice(list(params.MODES))] = params.DEFAULT_MODE
+    device: Annotated[str, Choice(list(params.DEVICES))] = params.DEFAULT_DEVICE
+    predDiff: Annotated[float, WithinRange(0, 1)] = SEARCH_DEFAULTS.pred_diff
+    predFloor: Annotated[float, WithinRange(0, 1)] = SEARCH_DEFAULTS.pred_floor
+    stepSize: Annotated[float, WithinRange(0.01, 100000)] = SEARCH_DEFAULTS.step_size
+    maxSteps: Annotated[float, WithinRange(1, 10000000)] = SEARCH_DEFAULTS.max_steps
+    maxPixelDiffPct: Annotated[float, WithinRange(0.001, 1)] = SEARCH_DEFAULTS.max_pixel_diff_pct
+    lambdaSweepSteps: Annotated[int, WithinRange(2, 100)] = SEARCH_DEFAULTS.lambda_sweep_steps
+    heatmapMethod: Annotated[str, Choice(list(params.HEATMAP_METHODS))] = SEARCH_DEFAULTS.heatmap_method
+    batchSize: Annotated[int, WithinRange(1, 256)] = params.DEFAULT_BATCH_SIZE
     keepSweep: bool = True
 
 

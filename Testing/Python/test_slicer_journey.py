@@ -57,10 +57,10 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
     ui = widget.ui
     assert (ui.autoencoderSelector.currentData, ui.classifierSelector.currentData) == ("demo-vqgan", "demo-effusion")
     assert ui.targetSelector.currentText == "pleural effusion"
-    ui.chunkSizeSpinBox.value = 8
+    ui.chunkSizeSpinBox.value = 7
     ui.maxStepsSpinBox.value = 200  # Advanced: a shorter search and sweep keep the test quick
     ui.sweepStepsSpinBox.value = 3
-    # the slices around the one the Red view shows: one chunk, so one search
+    # the 7 slices around the one the Red view shows: one chunk, so one search
     from CTCounterfactualScene.volume_nodes import slice_center_ras
 
     s.app.layoutManager().setLayout(3)
@@ -125,7 +125,7 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
         np.testing.assert_array_equal(voxels(_role_nodes(second.scene)["counterfactual"]), cf_voxels)
         p = reopened._parameterNode
         assert p.inputVolume is not None and p.inputVolume.GetName() == "chest"
-        assert (p.chunkSize, p.target) == (8, "pleural effusion")
+        assert (p.chunkSize, p.target) == (7, "pleural effusion")
         assert (p.sliceChoice, p.aroundSlices) == ("Around current slice", 3)
         assert reopened.ui.applyButton.enabled
     finally:
