@@ -82,8 +82,9 @@ def _describe(node: slicer.vtkMRMLLayoutNode, xml: str) -> None:
         node.SetLayoutDescription(LAYOUT_ID, xml)
         return
     node.AddLayoutDescription(LAYOUT_ID, xml)
-    if node.GetViewArrangement() == LAYOUT_ID:
-        node.SetLayoutDescription(LAYOUT_ID, xml)  # Add does not rebuild a layout that is already showing
+    if node.GetViewArrangement() == LAYOUT_ID:  # Add does not rebuild a layout that is already showing
+        node.SetViewArrangement(node.SlicerLayoutNone)
+        node.SetViewArrangement(LAYOUT_ID)
 
 
 def slice_node(scene: slicer.vtkMRMLScene, view: str) -> slicer.vtkMRMLSliceNode | None:
