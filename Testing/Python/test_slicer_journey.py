@@ -63,7 +63,6 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
     # the 7 slices around the one the Red view shows: one chunk, so one search
     from CTCounterfactualScene.volume_nodes import slice_center_ras
 
-    s.app.layoutManager().setLayout(3)
     s.scene.GetNodeByID("vtkMRMLSliceNodeRed").JumpSliceByCentering(*slice_center_ras(node, 12))
     ui.sliceChoiceSelector.activate(ui.sliceChoiceSelector.findText("Around current slice"))
     ui.aroundSlicesSpinBox.value = 3

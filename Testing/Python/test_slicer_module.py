@@ -158,7 +158,6 @@ def test_slices_all_around_the_red_view_or_a_custom_range(slicer_app, small_ct):
     ui, p = widget.ui, widget._parameterNode
     assert ui.sliceChoiceSelector.currentText == "All slices" and not ui.sliceRangeWidget.enabled
     assert widget.logic.request(p, "in.nrrd", "out").slices is None
-    slicer_app.app.layoutManager().setLayout(3)  # four-up: the Red view exists
     red = slicer_app.scene.GetNodeByID("vtkMRMLSliceNodeRed")
     red.JumpSliceByCentering(*slice_center_ras(node, 12))
     ui.sliceChoiceSelector.activate(ui.sliceChoiceSelector.findText("Around current slice"))

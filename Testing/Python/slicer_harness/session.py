@@ -64,6 +64,8 @@ def new_app_scene() -> tuple[slicer_core.vtkMRMLScene, list]:
     ]
     for logic in logics:
         logic.SetMRMLScene(scene)
+    # Slicer starts in the Conventional layout: Red, Yellow, Green and a 3D view exist from the start
+    logics[-1].GetLayoutNode().SetViewArrangement(slicer_core.vtkMRMLLayoutNode.SlicerLayoutConventionalView)
     return scene, logics
 
 
