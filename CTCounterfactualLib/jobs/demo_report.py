@@ -35,8 +35,8 @@ def write_report(out: Path, hu: np.ndarray, effusion: np.ndarray, results: dict,
             ax = fig.add_subplot(grid[i, j])
             ax.imshow(img, cmap="gray", vmin=-1000, vmax=400)
             ax.contour(fluid, levels=[0.5], colors="#00d0ff", linewidths=0.8)
-            hu = f": fluid {img[fluid].mean():.0f} HU" if fluid.any() else ""
-            ax.set_title(f"{title}, slice {k}{hu}", fontsize=9)
+            fluid_hu = f": fluid {img[fluid].mean():.0f} HU" if fluid.any() else ""  # not `hu`: that is the input
+            ax.set_title(f"{title}, slice {k}{fluid_hu}", fontsize=9)
             ax.axis("off")
         ax = fig.add_subplot(grid[3, j])
         ax.imshow(cf[k], cmap="gray", vmin=-1000, vmax=400)
