@@ -7,6 +7,7 @@ import shlex
 from contextlib import closing
 
 from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.paths import check_writable_folder
 from CTCounterfactualLib.params import PROGRESS_KINDS
 from CTCounterfactualLib.progress import JsonProgress, make_progress
 from CTCounterfactualLib.protocol import DONE
@@ -88,6 +89,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CTCFError(f"--chunk-size must be at least 1 (got {args.chunk_size})")
     if args.workers is not None and args.workers < 1:
         raise CTCFError(f"--workers must be at least 1 (got {args.workers})")
+    check_writable_folder(args.out, "--out")  # before minutes of work
     if args.cohort:
         if args.seed is not None or args.phantom_slices is not None:
             raise CTCFError("--seed and --phantom-slices apply to phantoms; leave them out with --cohort")

@@ -11,6 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.evaluation.cohort import CohortItem
 from CTCounterfactualLib.evaluation.settings import EvalSettings
+from CTCounterfactualLib.evaluation.stop import kill_workers, workers_ignore_sigint
 from CTCounterfactualLib.evaluation.volume_task import init_worker, run_task
 
 Task = tuple[CohortItem, EvalSettings, bool]  # item, its settings, keep figure slices
@@ -40,7 +41,8 @@ def run_tasks(tasks: list[Task], workers: int, report: Report) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
     try:
-        pending = {pool.submit(run_task, *task): i for i, task in enumerate(tasks)}
+        with workers_ignore_sigint():  # the workers start on the first submit
+            pending = {pool.submit(run_task, *task): i for i, task in enumerate(tasks)}
         done_count = 0
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -53,6 +55,8 @@ def run_tasks(tasks: list[Task], workers: int, report: Report) -> list[dict]:
                 results[i] = _check(result)
                 done_count += 1
                 report(done_count, len(tasks), f"{tasks[i][0].name} done")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # Ctrl-C, SIGTERM or a failed volume: stop now, not after the running volumes
+        kill_workers(pool)
+        raise
+    pool.shutdown(wait=True)
     return results
