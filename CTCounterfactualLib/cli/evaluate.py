@@ -7,8 +7,8 @@ import shlex
 from contextlib import closing
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.paths import check_writable_folder
 from CTCounterfactualLib.params import PROGRESS_KINDS
+from CTCounterfactualLib.paths import check_writable_folder
 from CTCounterfactualLib.progress import JsonProgress, make_progress
 from CTCounterfactualLib.protocol import DONE
 

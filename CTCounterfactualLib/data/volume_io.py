@@ -16,7 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from CTCounterfactualLib.data.file_checks import check_complete
-from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.data.native_stderr import captured
+from CTCounterfactualLib.errors import CTCFError, one_line
 from CTCounterfactualLib.paths import refuse_special_entries, require_regular_file
 
 __all__ = [
@@ -109,13 +110,18 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         raise CTCFError(f"no DICOM series found in folder {folder}; {_READ_HINT}")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(best))
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
+    with captured() as native:
+        try:
+            image = reader.Execute()
+        except RuntimeError as exc:
+            image, error = None, exc
+    if image is None:
+        reason = one_line(native.text) or _reason(error)
         raise CTCFError(
-            f"cannot read the DICOM series in {folder} ({_reason(exc)}); "
-            "check that the folder holds one complete CT series"
+            f"cannot read the DICOM series in {folder} ({reason}); check that the folder holds one complete CT series"
         ) from None
+    native.replay()
+    return image
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -132,10 +138,15 @@ def read_volume(path: str | os.PathLike) -> Volume:
     else:
         require_regular_file(p, "input")
         check_complete(p)
-        try:
-            image = sitk.ReadImage(str(p))
-        except RuntimeError as exc:
-            raise CTCFError(f"cannot read {p} as an image ({_reason(exc)}); {_READ_HINT}") from None
+        with captured() as native:
+            try:
+                image = sitk.ReadImage(str(p))
+            except RuntimeError as exc:
+                image, error = None, exc
+        if image is None:
+            reason = one_line(native.text) or _reason(error)  # the reader's own words beat ITK's errno
+            raise CTCFError(f"cannot read {p} as an image ({reason}); {_READ_HINT}") from None
+        native.replay()
 
     dim = image.GetDimension()
     if dim == 2:

@@ -100,7 +100,13 @@ def _record(cache, entry: CatalogEntry, f: ModelFile, path: Path, sha: str, how:
     # size + mtime let `models list` skip re-hashing an unchanged file
     rec = {**old, "sha256": sha, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
     doc[_key(entry, f)] = rec
-    write_json_atomic(_cache(cache) / HASHES_FILE, doc)
+    try:
+        write_json_atomic(_cache(cache) / HASHES_FILE, doc)
+    except OSError as e:
+        raise CTCFError(
+            f"cannot record the hash of {path.name} in {_cache(cache) / HASHES_FILE} ({e.strerror or e}); "
+            "make the model cache writable or choose another --cache-dir"
+        ) from None
     return rec
 
 
