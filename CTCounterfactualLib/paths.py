@@ -128,3 +128,14 @@ def refuse_overwriting_inputs(
                     f"{option} {out} would replace the folder {out / sub}, which holds the input {item}; "
                     "choose another output folder"
                 )
+
+
+def check_output_file(path: str | os.PathLike, option: str, inputs: Iterable[str | os.PathLike | None] = ()) -> None:
+    """Before any work: a file ``path`` can be written (its folder is writable) and it is none of ``inputs``."""
+    target = Path(path)
+    if target.is_dir():
+        raise CTCFError(f"{option} {target} is a folder; give a file name")
+    check_writable_folder(target.parent, f"the folder of {option}")
+    for item in inputs:
+        if item is not None and _same_file(Path(item), target):
+            raise CTCFError(f"{option} {target} is the input {item}; choose another file name")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from CTCounterfactualLib.paths import check_output_file
+
 CATALOG_HELP = "register the result in the bundled catalog (CTCounterfactualLib/resources/models/catalog.json)"
 
 
@@ -62,6 +64,7 @@ def _log(line: str) -> None:
 
 
 def _run_autoencoder(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", args.volume)  # before minutes of training
     from CTCounterfactualLib.training.recipes import demo_autoencoder
 
     info = demo_autoencoder(args.out, args.phantoms, args.volume, args.steps, args.seed, args.catalog, _log)
@@ -70,6 +73,7 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
 
 
 def _run_classifier(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", [args.autoencoder])  # before minutes of training
     from CTCounterfactualLib.training.recipes import demo_effusion_classifier
 
     info = demo_effusion_classifier(
@@ -83,6 +87,7 @@ def _run_classifier(args: argparse.Namespace) -> int:
 
 
 def _run_lungseg(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", [args.real_ct, args.real_seg])  # before minutes of training
     from CTCounterfactualLib.training.recipes import demo_lungsize
 
     info = demo_lungsize(args.out, args.phantoms, args.steps, args.real_ct, args.real_seg, args.catalog, _log)

@@ -19,6 +19,7 @@ from CTCounterfactualLib.data.phantom import LABELS, PhantomSpec, make_phantom
 from CTCounterfactualLib.data.volume_io import read_volume, write_volume
 from CTCounterfactualLib.jobs.explain_file import explain_file
 from CTCounterfactualLib.method.explain import ExplainConfig
+from CTCounterfactualLib.paths import check_writable_folder
 from CTCounterfactualLib.progress import Progress, noop_progress
 from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
 
@@ -30,6 +31,7 @@ def run_demo(
 ) -> dict:
     """Run the whole demo into ``out_dir``; returns the numbers it checks (also in demo.json)."""
     out = Path(out_dir)
+    check_writable_folder(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     ae, ae_path = load_bundled_autoencoder()
     clf, clf_path = load_bundled_classifier()

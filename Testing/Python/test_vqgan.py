@@ -113,7 +113,7 @@ def test_load_with_taming_yaml(taming_model, tmp_path):
     }
     yml = tmp_path / "vq.yaml"
     yml.write_text(yaml.safe_dump(doc))
-    ae = load_autoencoder(path, yml)
+    ae = load_autoencoder(path, yml, convention=PUBLISHED_CT_CONVENTION)  # a taming YAML has no convention
     assert ae.model.config.attn_resolutions == (8,)
     assert ae.model.config.resolution == 32
 
