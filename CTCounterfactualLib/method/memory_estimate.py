@@ -39,6 +39,7 @@ from torch.func import functional_call
 from CTCounterfactualLib.errors import CTCFError, last_line
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.classifier import Classifier
+from CTCounterfactualLib.models.oom import is_out_of_memory  # noqa: F401 - also imported from here
 from CTCounterfactualLib.params import DEFAULT_CHUNK_SIZE
 
 MIB = 2**20
@@ -359,10 +360,3 @@ def fit_batch_size(
         dtype=cfg.dtype,
     )
     return replace(cfg, batch_size=est.batch_size), memory_record(est, available, cfg.batch_size, str(device), profile)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """A failed allocation: CUDA's OutOfMemoryError, CPU allocator failures, numpy's MemoryError."""
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from CTCounterfactualLib.errors import CTCFError, last_line
+from CTCounterfactualLib.models.oom import is_out_of_memory
 from CTCounterfactualLib.paths import require_regular_file
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6, TorchScript files
@@ -47,8 +48,6 @@ def torch_load(path: str | os.PathLike, *, allow_pickle: bool = False) -> Any:
             ) from None
         raise CTCFError(f"cannot read {p} as a PyTorch weights file: {last_line(e)}") from None
     except Exception as e:  # a damaged file can fail anywhere inside the unpickler (KeyError, struct.error, ...)
-        from CTCounterfactualLib.method.memory_estimate import is_out_of_memory  # lazy: it imports the models
-
         if is_out_of_memory(e):
             raise
         raise CTCFError(f"cannot read {p} as a PyTorch weights file ({type(e).__name__}: {last_line(e)})") from None

@@ -14,6 +14,7 @@ import torch
 from CTCounterfactualLib.errors import CTCFError, last_line
 from CTCounterfactualLib.models.checkpoints import read_sidecar
 from CTCounterfactualLib.models.conventions import VolumeConvention
+from CTCounterfactualLib.models.oom import is_out_of_memory
 
 
 @dataclass
@@ -70,8 +71,6 @@ class Classifier:
         try:
             return self.module(x)
         except (RuntimeError, ValueError, IndexError, TypeError) as e:
-            from CTCounterfactualLib.method.memory_estimate import is_out_of_memory  # lazy: it imports this module
-
             if is_out_of_memory(e):
                 raise
             raise CTCFError(

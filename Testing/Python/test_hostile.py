@@ -261,6 +261,25 @@ def test_out_in_a_read_only_folder_fails_early(capfd, hostile, tmp_path):
     assert not target.exists()
 
 
+def test_input_folder_as_out_is_refused(capfd, hostile, tmp_path):
+    """Writing the outputs into the DICOM folder being read would modify the input."""
+    folder = tmp_path / "dicom"
+    shutil.copytree(REPO / "Testing" / "Data" / "example_ct_dicom", folder)
+    before = sorted(p.name for p in folder.iterdir())
+    _refused(capfd, hostile, folder, out=folder, keywords=("is the input",))
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_demo_and_training_check_their_out_before_any_work(capfd, hostile):
+    ae = hostile["ae"]
+    before = _sha(ae)
+    code, _, err = _run(capfd, "train-classifier", "--out", ae, "--autoencoder", ae, "--train", "2", "--eval", "2")
+    assert "is the input" in _one_error_line(code, err)
+    assert _sha(ae) == before
+    code, _, err = _run(capfd, "demo", "--out", hostile["a_file"] / "demo")
+    assert "is below" in _one_error_line(code, err)
+
+
 # ------------------------------------------------------------------------------------------- damaged files
 
 
