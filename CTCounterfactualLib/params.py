@@ -20,6 +20,8 @@ DEFAULT_DEVICE = "auto"
 DEFAULT_CHUNK_SIZE = 10
 DEFAULT_BATCH_SIZE = 8
 PROGRESS_KINDS = ("bar", "json", "none")
+EXECUTORS = ("local", "ray")  # ctcf batch / evaluate: a process pool on this machine, or Ray actors
+DEFAULT_EXECUTOR = "local"
 
 
 def _param(default, help: str, **extra):

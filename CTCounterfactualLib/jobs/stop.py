@@ -1,8 +1,9 @@
 """Stopping a worker pool at once on Ctrl-C or SIGTERM: workers never see SIGINT, the parent kills them.
 
-Any executor code can use these two: start its worker processes inside ``workers_ignore_sigint()`` (a Ctrl-C
-in the terminal reaches the whole process group; the workers then print no ``KeyboardInterrupt`` traceback),
-and call ``kill_workers(pool)`` when the parent is interrupted, instead of waiting for the running volumes.
+The local executor (``jobs/executors.py``, used by ``ctcf batch`` and ``ctcf evaluate``) starts its worker
+processes inside ``workers_ignore_sigint()`` (a Ctrl-C in the terminal reaches the whole process group; the
+workers then print no ``KeyboardInterrupt`` traceback) and calls ``kill_workers(pool)`` when the parent is
+interrupted, instead of waiting for the running volumes.
 """
 
 from __future__ import annotations
