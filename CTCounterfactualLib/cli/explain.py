@@ -80,7 +80,7 @@ def add_explain(sub) -> None:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """--autoencoder, --autoencoder-config, --classifier, --classifier-format, --cache-dir (explain, batch)."""
+    """The model options of explain and batch: autoencoder (config, convention), classifier (format), cache."""
     p.add_argument(
         "--autoencoder",
         required=True,
