@@ -7,6 +7,7 @@ in one place.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from CTCounterfactualLib.errors import CTCFError
@@ -43,6 +44,13 @@ class SearchParams:
     heatmap_method: str = _param("int", "how the sweep frames become the heatmap", choices=HEATMAP_METHODS)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+                raise CTCFError(f"{option_name(f.name)} must be a finite number (got {value})")
+        for name in ("pred_diff", "max_steps", "max_pixel_diff_pct"):
+            if getattr(self, name) <= 0:
+                raise CTCFError(f"{option_name(name)} must be positive (got {getattr(self, name):g})")
         if self.lambda_sweep_steps < 2:
             raise CTCFError("lambda_sweep_steps must be at least 2")
         if self.heatmap_method not in HEATMAP_METHODS:

@@ -64,7 +64,10 @@ SUMMARY_KEYS = (
     "timings_s",
     "peak_memory_mb",
     "memory",
+    "warnings",  # one-line strings: the input does not look like the CT the models expect (jobs/checks.py)
+    "flags",  # {"code", "message"}: the result is not to be read as an explanation (jobs/checks.py)
 )
+FLAG_KEYS = ("code", "message")
 PREDICTION_KEYS = ("input", "reconstruction", "counterfactual", "counterfactual_min")
 OUTPUT_CHUNK_KEYS = ("start", "end", "lambda")  # end exclusive
 

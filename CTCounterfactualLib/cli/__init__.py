@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,10 +17,12 @@ from CTCounterfactualLib.cli.evaluate import add_evaluate
 from CTCounterfactualLib.cli.explain import add_explain
 from CTCounterfactualLib.cli.models import add_models_parser
 from CTCounterfactualLib.cli.train import add_training
-from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.errors import CTCFError, last_line, one_line
 from CTCounterfactualLib.method.memory_estimate import OutOfMemory
 from CTCounterfactualLib.progress import JsonProgress
 from CTCounterfactualLib.protocol import ERROR
+
+EXIT_BUG = 70  # sysexits' EX_SOFTWARE: an error no check of ctcf foresaw (bad input gives 2, out of memory 3)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,9 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except CTCFError as e:
+        message = one_line(str(e))  # a message quoting a parser or library keeps to one line
         if json_mode:
-            JsonProgress()(ERROR, 0, 0, str(e))
-        print(f"ctcf: error: {e}", file=sys.stderr)
+            JsonProgress()(ERROR, 0, 0, message)
+        print(f"ctcf: error: {message}", file=sys.stderr)
         return 3 if isinstance(e, OutOfMemory) else 2
     except KeyboardInterrupt:
         print("ctcf: interrupted; no outputs were written", file=sys.stderr)
@@ -68,6 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
+    except Exception as e:  # a case no check foresaw: still one line; CTCF_DEBUG=1 shows the traceback
+        if os.environ.get("CTCF_DEBUG"):
+            raise
+        message = (
+            f"unexpected {type(e).__name__}: {last_line(e)} (a bug in ctcf: please report it with the "
+            "command line; CTCF_DEBUG=1 shows the traceback)"
+        )
+        if json_mode:
+            JsonProgress()(ERROR, 0, 0, message)
+        print(f"ctcf: error: {message}", file=sys.stderr)
+        return EXIT_BUG
     finally:
         signal.signal(signal.SIGTERM, previous)
 

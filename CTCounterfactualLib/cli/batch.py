@@ -78,6 +78,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         autoencoder=args.autoencoder,
         classifier=args.classifier,
         autoencoder_config=args.autoencoder_config,
+        autoencoder_convention=args.autoencoder_convention,
         classifier_format=args.classifier_format,
         cache_dir=args.cache_dir,
         trust_checkpoint=args.trust_checkpoint,

@@ -9,6 +9,7 @@ from contextlib import closing
 from CTCounterfactualLib.cli.executor import add_executor_options, executor_spec
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.params import DEFAULT_EXECUTOR, PROGRESS_KINDS
+from CTCounterfactualLib.paths import check_writable_folder
 from CTCounterfactualLib.progress import JsonProgress, make_progress
 from CTCounterfactualLib.protocol import DONE
 
@@ -114,6 +115,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     executor = executor_spec(args)
     if args.cohort and args.real_ct:
         raise CTCFError("give either --cohort or --real-ct, not both")
+    check_writable_folder(args.out, "--out")  # before minutes of work
     if args.cohort:
         if args.seed is not None or args.phantom_slices is not None:
             raise CTCFError("--seed and --phantom-slices apply to phantoms; leave them out with --cohort")

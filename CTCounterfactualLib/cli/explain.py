@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from contextlib import closing
 
 from CTCounterfactualLib.method.explain import ExplainConfig
@@ -79,13 +80,19 @@ def add_explain(sub) -> None:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """--autoencoder, --autoencoder-config, --classifier, --classifier-format, --cache-dir (explain, batch)."""
+    """The model options of explain and batch: autoencoder (config, convention), classifier (format), cache."""
     p.add_argument(
         "--autoencoder",
         required=True,
         help="VQ-GAN weights (taming .ckpt or state-dict .pt) or a catalog name (see `ctcf models list`)",
     )
     p.add_argument("--autoencoder-config", help="taming YAML of the VQ-GAN (default: sidecar JSON or inferred)")
+    p.add_argument(
+        "--autoencoder-convention",
+        metavar="NAME|FILE.json",
+        help="the VQ-GAN's input convention (HU window, size, orientation) when its file does not declare one: a "
+        "catalog autoencoder's (e.g. ct-vqgan) or a JSON file; without any, such a file is refused",
+    )
     p.add_argument(
         "--classifier",
         required=True,
@@ -169,18 +176,33 @@ def _run_explain(args: argparse.Namespace) -> int:
             progress=progress,
             classifier_format=args.classifier_format,
             cache_dir=args.cache_dir,
+            autoencoder_convention=args.autoencoder_convention,
+            on_warning=print_warning,
         )
     p = summary["predictions"]
     oc = summary["output_chunk"]
+    flags = summary["flags"]
     if isinstance(progress, JsonProgress):
-        progress(DONE, 1, 1, "finished", out=str(args.out), predictions=p)
+        progress(DONE, 1, 1, "finished", out=str(args.out), predictions=p, warnings=summary["warnings"], flags=flags)
     else:
         print(
             f"{summary['target']['name']}: input {p['input']:.4f}, reconstruction {p['reconstruction']:.4f}, "
             f"counterfactual {p['counterfactual']:.4f} (slices {oc['start']}-{oc['end'] - 1}, "
-            f"lambda {oc['lambda']:g}); outputs in {args.out}"
+            f"lambda {oc['lambda']:g}); outputs in {args.out}" + flag_text(flags)
         )
     return 0
+
+
+def print_warning(line: str) -> None:
+    """A plausibility warning as the CLI shows it: ``ctcf: warning: ...`` on stderr."""
+    print(f"ctcf: warning: {line}", file=sys.stderr, flush=True)
+
+
+def flag_text(flags: list[dict]) -> str:
+    """The result line's tail for flagged results: says the result is not an explanation, with each flag."""
+    if not flags:
+        return ""
+    return "; FLAGGED, not an explanation: " + "; ".join(f"[{f['code']}] {f['message']}" for f in flags)
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:

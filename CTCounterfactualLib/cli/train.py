@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from CTCounterfactualLib.paths import check_output_file
+
 CATALOG_HELP = "register the result in the bundled catalog (CTCounterfactualLib/resources/models/catalog.json)"
 
 
@@ -93,6 +95,7 @@ def _log(line: str) -> None:
 
 
 def _run_autoencoder(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", args.volume)  # before minutes of training
     from CTCounterfactualLib.training.recipes import demo_autoencoder
 
     if args.real_ct:
@@ -117,6 +120,7 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
 
 
 def _run_classifier(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", [args.autoencoder])  # before minutes of training
     from CTCounterfactualLib.training.recipes import demo_effusion_classifier
 
     if args.real_ct:
@@ -137,6 +141,7 @@ def _run_classifier(args: argparse.Namespace) -> int:
 
 
 def _run_lungseg(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out", [args.real_ct, args.real_seg])  # before minutes of training
     from CTCounterfactualLib.training.recipes import demo_lungsize
 
     info = demo_lungsize(

@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.data.file_checks import check_complete
+from CTCounterfactualLib.data.native_stderr import captured
+from CTCounterfactualLib.errors import CTCFError, one_line
+from CTCounterfactualLib.paths import refuse_special_entries, require_regular_file
 
 __all__ = [
     "Geometry",
@@ -57,6 +60,7 @@ class Volume:
     array: np.ndarray
     geometry: Geometry
     source: str  # path it was read from ('' if made in memory)
+    pixel_type: str = ""  # the file's voxel type as numpy names it (e.g. 'int16', 'uint8'); '' if made in memory
 
 
 def _geometry_of(image: sitk.Image) -> Geometry:
@@ -80,10 +84,21 @@ def _reason(exc: BaseException) -> str:
     return lines[-1].removeprefix("sitk::ERROR: ")
 
 
+def _quiet_series_ids(folder: Path) -> tuple[str, ...]:
+    """The GDCM series IDs in ``folder``, without ITK's warning on stderr when there are none (we say it once)."""
+    shown = sitk.ProcessObject_GetGlobalWarningDisplay()
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
+    try:
+        return sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    finally:
+        sitk.ProcessObject_SetGlobalWarningDisplay(shown)
+
+
 def _read_dicom_series(folder: Path) -> sitk.Image:
     """Read the DICOM series with the most files in ``folder``."""
+    refuse_special_entries(folder, "DICOM folder")
     try:
-        series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        series_ids = _quiet_series_ids(folder)
     except RuntimeError as exc:
         raise CTCFError(f"cannot scan folder {folder} for DICOM files ({_reason(exc)}); {_READ_HINT}") from None
     best: tuple[str, ...] = ()
@@ -95,13 +110,18 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         raise CTCFError(f"no DICOM series found in folder {folder}; {_READ_HINT}")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(best))
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
+    with captured() as native:
+        try:
+            image = reader.Execute()
+        except RuntimeError as exc:
+            image, error = None, exc
+    if image is None:
+        reason = one_line(native.text) or _reason(error)
         raise CTCFError(
-            f"cannot read the DICOM series in {folder} ({_reason(exc)}); "
-            "check that the folder holds one complete CT series"
+            f"cannot read the DICOM series in {folder} ({reason}); check that the folder holds one complete CT series"
         ) from None
+    native.replay()
+    return image
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -116,10 +136,17 @@ def read_volume(path: str | os.PathLike) -> Volume:
     if p.is_dir():
         image = _read_dicom_series(p)
     else:
-        try:
-            image = sitk.ReadImage(str(p))
-        except RuntimeError as exc:
-            raise CTCFError(f"cannot read {p} as an image ({_reason(exc)}); {_READ_HINT}") from None
+        require_regular_file(p, "input")
+        check_complete(p)
+        with captured() as native:
+            try:
+                image = sitk.ReadImage(str(p))
+            except RuntimeError as exc:
+                image, error = None, exc
+        if image is None:
+            reason = one_line(native.text) or _reason(error)  # the reader's own words beat ITK's errno
+            raise CTCFError(f"cannot read {p} as an image ({reason}); {_READ_HINT}") from None
+        native.replay()
 
     dim = image.GetDimension()
     if dim == 2:
@@ -136,8 +163,10 @@ def read_volume(path: str | os.PathLike) -> Volume:
         raise CTCFError(
             f"{p} has {components} components per voxel (vector/RGB): a single-channel CT volume in HU is needed"
         )
-    array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
-    return Volume(array=array, geometry=_geometry_of(image), source=os.fspath(path))
+    raw = sitk.GetArrayViewFromImage(image)
+    return Volume(
+        array=raw.astype(np.float32), geometry=_geometry_of(image), source=os.fspath(path), pixel_type=str(raw.dtype)
+    )
 
 
 def image_from_array(array: np.ndarray, geometry: Geometry) -> sitk.Image:

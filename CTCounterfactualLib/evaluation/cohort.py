@@ -16,6 +16,7 @@ from CTCounterfactualLib.data.effusion import simulate_effusion
 from CTCounterfactualLib.data.phantom import LABELS, make_phantom
 from CTCounterfactualLib.data.volume_io import Geometry, read_volume, validate_volume
 from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.paths import require_regular_file
 from CTCounterfactualLib.training.classifier import random_effusion_spec
 
 # positives use seeds seed + i, negatives seed + NEGATIVE_OFFSET + i; the default seed keeps clear of
@@ -97,12 +98,14 @@ def _parse_label(text: str, row: int) -> int:
 
 def read_cohort_csv(path: str | os.PathLike) -> list[CohortItem]:
     """Rows ``path,label[,mask]``; relative paths are taken from the CSV's folder."""
-    csv_path = Path(path)
+    csv_path = require_regular_file(path, "cohort CSV")
     try:
         with open(csv_path, newline="") as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
         raise CTCFError(f"cannot read the cohort CSV {csv_path}: {e.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise CTCFError(f"cohort CSV {csv_path} is not a text CSV file ({e})") from None
     if not rows or not {"path", "label"} <= set(rows[0]):
         raise CTCFError(f"cohort CSV {csv_path} needs a header with columns path,label[,mask] and at least one row")
     items = []

@@ -47,6 +47,8 @@ def batch_settings(models: ModelSpec, cfg: ExplainConfig) -> dict:
     return {
         "autoencoder": models.autoencoder,
         "autoencoder_config": models.autoencoder_config,
+        # only when given, so that the settings of earlier batch folders still match
+        **({"autoencoder_convention": models.autoencoder_convention} if models.autoencoder_convention else {}),
         "classifier": models.classifier,
         "classifier_format": models.classifier_format,
         "target": str(cfg.target),

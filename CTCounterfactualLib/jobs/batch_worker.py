@@ -31,6 +31,7 @@ class ModelSpec:
     autoencoder: str
     classifier: str
     autoencoder_config: str | None = None
+    autoencoder_convention: str | None = None  # --autoencoder-convention, for a file that declares none
     classifier_format: str | None = None
     cache_dir: str | None = None
     trust_checkpoint: bool = False
@@ -77,7 +78,11 @@ class BatchWorker:
         self.cfg = cfg
         m = models
         self.ae, self.ae_path, self.ae_config = open_autoencoder(
-            m.autoencoder, m.autoencoder_config, trust_checkpoint=m.trust_checkpoint, cache=m.cache_dir
+            m.autoencoder,
+            m.autoencoder_config,
+            trust_checkpoint=m.trust_checkpoint,
+            cache=m.cache_dir,
+            convention_spec=m.autoencoder_convention,
         )
         self.clf, self.clf_path, self.clf_format = open_named_classifier(
             m.classifier, m.classifier_format, trust_checkpoint=m.trust_checkpoint, cache=m.cache_dir

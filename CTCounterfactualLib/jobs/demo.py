@@ -23,6 +23,7 @@ from CTCounterfactualLib.data.masks import dilated_mask, heatmap_share
 from CTCounterfactualLib.data.volume_io import Geometry, image_from_array, read_volume, write_volume
 from CTCounterfactualLib.jobs.explain_file import explain_file
 from CTCounterfactualLib.method.explain import ExplainConfig
+from CTCounterfactualLib.paths import check_writable_folder
 from CTCounterfactualLib.progress import Progress, noop_progress
 from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
 
@@ -64,6 +65,7 @@ def run_demo(
 ) -> dict:
     """Run the whole demo into ``out_dir`` (``slices``: a z range of the CT, for quick tests); returns its numbers."""
     out = Path(out_dir)
+    check_writable_folder(out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     ae, ae_path = load_bundled_autoencoder()
     clf, clf_path = load_bundled_classifier()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.jobs.stop import kill_workers, workers_ignore_sigint
 from CTCounterfactualLib.params import DEFAULT_EXECUTOR, EXECUTORS
 
 DEFAULT_RETRIES = 2  # Ray: restarts of a lost worker and retries of the task it was running
@@ -115,7 +116,9 @@ def _run_local(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) ->
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local, initargs=(factory,))
     try:
-        with _thread_env(spec.threads()):  # the workers start during the submits and inherit it
+        # the workers start during the submits and inherit both: thread counts, and SIGINT ignored (a Ctrl-C
+        # reaches the whole process group; this process stops them instead, without their tracebacks)
+        with _thread_env(spec.threads()), workers_ignore_sigint():
             pending = {pool.submit(_run_in_worker, i, task) for i, task in enumerate(tasks)}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -127,9 +130,8 @@ def _run_local(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) ->
                         f"a worker process died ({e}); the volumes finished so far are kept - run the same "
                         "command again to go on, or use --executor ray, which retries lost workers"
                     ) from None
-    except BaseException:  # Ctrl-C, SIGTERM or the caller stopped: stop the volumes in flight too
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()  # Python 3.11 has no public way (terminate_workers is 3.14)
+    except BaseException:  # Ctrl-C, SIGTERM or the caller stopped: stop the volumes in flight too, now
+        kill_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -5,19 +5,25 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from CTCounterfactualLib import __version__
 from CTCounterfactualLib.data.volume_io import Volume, read_volume, validate_volume
+from CTCounterfactualLib.jobs.checks import refuse_meaningless, result_flags, volume_warnings
 from CTCounterfactualLib.jobs.outputs import write_outputs
 from CTCounterfactualLib.method.explain import ExplainConfig, ExplainResult, explain
+from CTCounterfactualLib.method.finite import require_finite
 from CTCounterfactualLib.method.memory_estimate import OutOfMemory, fit_batch_size, is_out_of_memory
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.checkpoints import sha256_of
 from CTCounterfactualLib.models.classifier import Classifier
+from CTCounterfactualLib.paths import check_writable_folder, refuse_overwriting_inputs
 from CTCounterfactualLib.progress import Progress, noop_progress
+from CTCounterfactualLib.protocol import OUTPUT_FILES, SWEEP_DIR
 from CTCounterfactualLib.store.open_models import open_autoencoder, open_named_classifier
 
 
@@ -64,6 +70,28 @@ def model_record(path: str | os.PathLike, name: str) -> dict:
     return {"name": name, "path": str(p.resolve()), "sha256": sha256_of(p), "bytes": p.stat().st_size}
 
 
+def check_output_folder(out_dir: str | os.PathLike, inputs: list) -> None:
+    """Before any work: ``out_dir`` can be written, and none of its output files would replace an input."""
+    check_writable_folder(out_dir, "--out")
+    refuse_overwriting_inputs(out_dir, OUTPUT_FILES, (SWEEP_DIR,), inputs)
+
+
+def _require_finite_result(result: ExplainResult) -> None:
+    """No NaN or inf reaches the output files or the summary."""
+    hint = "the autoencoder or the classifier is numerically unstable on this volume; nothing was written"
+    for what, values in (
+        ("the counterfactual", result.counterfactual_hu),
+        ("the reconstruction", result.reconstruction_hu),
+        ("the heatmap", result.heatmap),
+    ):
+        require_finite(values, what, hint)
+    require_finite(np.asarray(list(result.predictions.values()), dtype=np.float64), "the predictions", hint)
+
+
+def _ignore_warning(line: str) -> None:
+    pass
+
+
 def explain_file(
     input_path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -79,6 +107,8 @@ def explain_file(
     classifier_format: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     available_memory: int | None = None,
+    autoencoder_convention: str | os.PathLike | None = None,
+    on_warning: Callable[[str], None] = _ignore_warning,
 ) -> dict:
     """Read a CT, explain it, write every output into ``out_dir``; returns the summary dict.
 
@@ -86,8 +116,13 @@ def explain_file(
     ``classifier_format`` defaults to the catalog entry's, else torchscript). Before any work the peak memory is
     estimated against ``available_memory`` (bytes; measured on the device if None): the batch size shrinks to
     fit, or :class:`OutOfMemory` (a CTCFError) says what to change. Running out of memory anyway raises it too.
+
+    Before any work, ``out_dir`` is checked for writability and for outputs that would replace an input. Inputs
+    that do not look like CT give warnings (``on_warning``, and ``summary["warnings"]``); a result that is not an
+    explanation is flagged in ``summary["flags"]`` (see ``jobs/checks.py``).
     """
     t0 = time.perf_counter()
+    check_output_folder(out_dir, [input_path, autoencoder_path, autoencoder_config, classifier_path])
     progress("load", 0, 3, f"reading {Path(input_path).name}")
     volume = read_volume(input_path)
     validate_volume(volume, min_slices=1)
@@ -95,7 +130,11 @@ def explain_file(
     if autoencoder is None:
         progress("load", 1, 3, "loading the autoencoder")
         autoencoder, autoencoder_path, autoencoder_config = open_autoencoder(
-            autoencoder_path, autoencoder_config, trust_checkpoint=trust_checkpoint, cache=cache_dir
+            autoencoder_path,
+            autoencoder_config,
+            trust_checkpoint=trust_checkpoint,
+            cache=cache_dir,
+            convention_spec=autoencoder_convention,
         )
     if autoencoder_path is not None:
         models["autoencoder"] = model_record(autoencoder_path, autoencoder.name)
@@ -110,6 +149,12 @@ def explain_file(
         models["classifier"] = model_record(classifier_path, classifier.name)
         if classifier_format is not None:
             models["classifier"]["format"] = classifier_format
+    refuse_meaningless(volume, autoencoder.window.low, autoencoder.window.high)
+    warnings = volume_warnings(
+        volume, {"autoencoder": autoencoder.convention.size, "classifier": classifier.convention.size}
+    )
+    for line in warnings:
+        on_warning(line)
     load_s = time.perf_counter() - t0
     cfg, memory = fit_batch_size(volume.array.shape, autoencoder, classifier, cfg, available_memory)
     try:
@@ -123,9 +168,13 @@ def explain_file(
             f"{cfg.batch_size}); try {gpu}a smaller --batch-size, a smaller --slices range or a smaller --chunk-size"
         ) from None
     timings = {"load": load_s, **result.timings}
+    _require_finite_result(result)
     progress("write", 0, 1, f"writing outputs to {out_dir}")
     summary = build_summary(volume, result, cfg, models, timings)
     summary["memory"] = memory
+    chosen = result.chunks[result.chosen]
+    summary["warnings"] = warnings
+    summary["flags"] = result_flags(result.predictions, chosen.prediction_before, chosen.prediction_cf)
     write_outputs(result, volume.geometry, out_dir, summary)
     progress("write", 1, 1, "outputs written")
     return summary

@@ -17,6 +17,7 @@ from CTCounterfactualLib.method.direction import (
     latent_direction,
     window_score,
 )
+from CTCounterfactualLib.method.finite import require_finite
 from CTCounterfactualLib.method.latent_ops import ScoreFn, decode_slices, encode_volume, faithful_chunk_gradient
 from CTCounterfactualLib.method.memory import peak_memory_mb, reset_peak
 from CTCounterfactualLib.method.search import Shift, latent_shift
@@ -226,8 +227,10 @@ def _prepare(hu, ae, classifier, cfg: ExplainConfig, timer: _Timer, progress: Pr
         del hu_t
         z = encode_volume(ae, unit, cfg.batch_size, progress)
         del unit
+        require_finite(z, "the autoencoder's latents", "the autoencoder's encoder is broken or does not fit its file")
     with timer.stage("decode"):
         enc = Encoded(z, decode_slices(ae, z, tuple(hu.shape[-2:]), cfg.batch_size, progress=progress), cfg.batch_size)
+        require_finite(enc.x0, "the reconstruction D(E(x))", "the autoencoder's decoder is broken or does not fit")
     return _Prepared(
         start, stop, index, device, window_score(ae, classifier, index), input_pred, enc, float(enc.x0.abs().sum())
     )

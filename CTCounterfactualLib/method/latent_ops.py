@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 
+from CTCounterfactualLib.method.finite import require_finite, require_gradient
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.progress import Progress, noop_progress
 
@@ -65,7 +66,9 @@ def volume_gradient(score: ScoreFn, unit: torch.Tensor) -> tuple[float, torch.Te
     x = unit.detach().requires_grad_(True)
     with torch.enable_grad():
         pred = score(x)
+        require_gradient(pred, "the classifier")
         (grad,) = torch.autograd.grad(pred, x)
+    require_finite(grad, "the classifier's gradient", "the classifier is numerically unstable on this volume")
     return float(pred.detach()), grad
 
 
@@ -88,6 +91,7 @@ def latent_gradient(
             # <out, v> then grad: the same VJP, without autograd's grad_outputs path (which imports sympy)
             (g[i:j],) = torch.autograd.grad((out * volume_grad[i:j]).sum(), zb)
         progress("gradient", j - start, stop - start, f"latent gradient of slices {i}-{j - 1}")
+    require_finite(g, "the latent gradient", "the decoder is numerically unstable on this volume")
     return g
 
 
@@ -111,5 +115,7 @@ def faithful_chunk_gradient(
         chunk = ae.decode(zz[start:stop], hw)
         x = torch.cat([full[:start], chunk, full[stop:]])
         pred = score(x)
+        require_gradient(pred, "the classifier")
         (g,) = torch.autograd.grad(pred, zz)
+    require_finite(g, "the latent gradient", "the classifier or the decoder is numerically unstable on this volume")
     return float(pred.detach()), g

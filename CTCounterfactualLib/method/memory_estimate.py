@@ -36,9 +36,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.errors import CTCFError, last_line
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.classifier import Classifier
+from CTCounterfactualLib.models.oom import is_out_of_memory  # noqa: F401 - also imported from here
 from CTCounterfactualLib.params import DEFAULT_CHUNK_SIZE
 
 MIB = 2**20
@@ -163,7 +164,16 @@ def profile_models(
     module = classifier.module
     with torch.no_grad():
         x = classifier.convention.to_model(torch.zeros(probe_slices, *hw, dtype=dtype))
-    clf = _probe(module, x, dtype)
+    try:
+        clf = _probe(module, x, dtype)
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        if is_out_of_memory(e):
+            raise
+        raise CTCFError(
+            f"{classifier.name} failed on an input of shape {tuple(x.shape)} ({probe_slices} slices of the volume's "
+            f"size; {last_line(e)}); check that the volume and the sidecar's convention (size, layout) fit what the "
+            "classifier was trained on"
+        ) from None
     return ModelProfile(
         decoder_saved=dec[0],
         decoder_largest=dec[1],
@@ -350,10 +360,3 @@ def fit_batch_size(
         dtype=cfg.dtype,
     )
     return replace(cfg, batch_size=est.batch_size), memory_record(est, available, cfg.batch_size, str(device), profile)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """A failed allocation: CUDA's OutOfMemoryError, CPU allocator failures, numpy's MemoryError."""
-    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)

@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.errors import CTCFError, last_line, one_line
 from CTCounterfactualLib.models.checkpoints import extract_state_dict, load_state_into, read_sidecar, torch_load
 from CTCounterfactualLib.models.conventions import HUWindow, SliceConvention
 from CTCounterfactualLib.models.vqgan import VQGANConfig, VQModel
+from CTCounterfactualLib.paths import require_regular_file
 
 # The published CT VQ-GAN (2023-12-25T10-26-40_ct2_vqgan256_sddd), as its reference wrapper uses it.
 PUBLISHED_CT_CONVENTION = SliceConvention(
@@ -86,12 +87,53 @@ def infer_vqgan_config(state: dict[str, torch.Tensor], resolution: int = 256) ->
 
 
 def _config_from_yaml(path: str | os.PathLike) -> tuple[VQGANConfig, dict]:
+    p = require_regular_file(path, "taming config")
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        doc = yaml.safe_load(p.read_text())
         params = doc["model"]["params"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise CTCFError(f"cannot read taming config {path}: {e}") from None
-    return VQGANConfig.from_taming(params), doc.get("ctcf", {}) or {}
+        extra = doc.get("ctcf", {}) or {}
+        if not isinstance(extra, dict):
+            raise TypeError("its 'ctcf' section is not a mapping")
+        return VQGANConfig.from_taming(params), extra
+    except KeyError as e:
+        raise CTCFError(f"cannot read taming config {p}: key {e.args[0]!r} is missing") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, ValueError, AttributeError) as e:
+        raise CTCFError(f"cannot read taming config {p}: {one_line(e)}") from None
+
+
+def _config_from_sidecar(arch, path: str | os.PathLike) -> VQGANConfig:
+    """The sidecar's ``architecture``: known VQGANConfig fields of the right type, else a one-line error."""
+    name = Path(path).name
+    if not isinstance(arch, dict):
+        raise CTCFError(f"sidecar of {name}: 'architecture' must be a JSON object (got {arch!r})")
+    fields = {f: v for f, v in VQGANConfig().to_dict().items()}
+    unknown = sorted(set(arch) - set(fields))
+    if unknown:
+        raise CTCFError(f"sidecar of {name}: unknown architecture field(s) {unknown}; known fields: {sorted(fields)}")
+    values = {}
+    for key, value in arch.items():
+        default = fields[key]
+        if isinstance(default, list):
+            ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            value = tuple(value) if ok else value
+        elif isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+        if not ok:
+            raise CTCFError(f"sidecar of {name}: architecture field {key!r} has the wrong type or value ({value!r})")
+        values[key] = value
+    return VQGANConfig(**values)
+
+
+def _build_model(cfg: VQGANConfig, path: str | os.PathLike) -> VQModel:
+    """The VQModel of ``cfg``; an impossible architecture (groups that do not divide channels, ...) is one line."""
+    try:
+        return VQModel(cfg)
+    except (ValueError, TypeError, RuntimeError, ZeroDivisionError) as e:
+        raise CTCFError(f"the architecture declared for {Path(path).name} cannot be built: {last_line(e)}") from None
 
 
 def load_autoencoder(
@@ -104,8 +146,9 @@ def load_autoencoder(
     """Load a VQ-GAN from a taming ``.ckpt`` / state-dict ``.pt``.
 
     Architecture: the taming YAML if given, else the sidecar JSON's ``architecture``, else inferred
-    from the weights. Convention: the argument, else the sidecar/YAML ``convention``, else the
-    published CT model's. ``loss.*`` keys (the GAN discriminator, LPIPS) are ignored.
+    from the weights. Convention: the argument, else the sidecar/YAML ``convention``; without either the
+    file is refused (guessing the published model's 256 x 256 settings gives wrong results without a word).
+    ``loss.*`` keys (the GAN discriminator, LPIPS) are ignored.
     """
     obj = torch_load(path, allow_pickle=allow_pickle)
     state = {k: v for k, v in extract_state_dict(obj, path).items() if not k.startswith("loss.")}
@@ -114,11 +157,18 @@ def load_autoencoder(
         cfg, yaml_meta = _config_from_yaml(config_path)
         meta = {**meta, **yaml_meta}
     elif "architecture" in meta:
-        cfg = VQGANConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["architecture"].items()})
+        cfg = _config_from_sidecar(meta["architecture"], path)
     else:
         cfg = infer_vqgan_config(state)
-    if convention is None:
-        convention = SliceConvention.from_dict(meta["convention"]) if "convention" in meta else PUBLISHED_CT_CONVENTION
-    model = VQModel(cfg)
+    model = _build_model(cfg, path)
     load_state_into(model, state, path)
-    return SliceAutoencoder(model.eval(), convention, name=meta.get("name", Path(path).stem))
+    if convention is None:
+        if "convention" not in meta:
+            raise CTCFError(
+                f"{Path(path).name} comes without its input convention (no sidecar JSON or config with a "
+                "'convention'): give --autoencoder-convention ct-vqgan for the published CT VQ-GAN's (HU -1000..1000, "
+                "256 x 256, rot90 + flip), another catalog name, or a JSON file with the convention"
+            )
+        convention = SliceConvention.from_dict(meta["convention"])
+    name = meta.get("name", Path(path).stem)
+    return SliceAutoencoder(model.eval(), convention, name=name if isinstance(name, str) else Path(path).stem)

@@ -11,7 +11,12 @@ from typing import Any
 
 import torch
 
-from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.errors import CTCFError, last_line
+from CTCounterfactualLib.models.oom import is_out_of_memory
+from CTCounterfactualLib.paths import require_regular_file
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6, TorchScript files
+_PICKLE_PROTO = b"\x80"  # the legacy format: a pickle, protocol 2 or later
 
 
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -25,18 +30,27 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def torch_load(path: str | os.PathLike, *, allow_pickle: bool = False) -> Any:
     """``torch.load`` on CPU, safe (weights only) unless the user trusts the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise CTCFError(f"weights file not found: {p}")
+    p = require_regular_file(path, "weights file")
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if not (magic.startswith(_ZIP_MAGIC) or magic[:1] == _PICKLE_PROTO):
+        raise CTCFError(
+            f"{p} is not a PyTorch weights file (it starts with {magic!r}, not a zip archive or a pickle); "
+            "give the .ckpt/.pt file itself"
+        )
     try:
         return torch.load(p, map_location="cpu", weights_only=not allow_pickle)
     except pickle.UnpicklingError as e:
-        raise CTCFError(
-            f"{p.name} holds Python objects beyond plain weights; if you trust its source, "
-            f"rerun with --trust-checkpoint ({str(e).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CTCFError(f"cannot read {p} as a PyTorch weights file: {str(e).splitlines()[0]}") from None
+        if not allow_pickle:
+            raise CTCFError(
+                f"{p.name} holds Python objects beyond plain weights; if you trust its source, "
+                f"rerun with --trust-checkpoint ({str(e).splitlines()[0]})"
+            ) from None
+        raise CTCFError(f"cannot read {p} as a PyTorch weights file: {last_line(e)}") from None
+    except Exception as e:  # a damaged file can fail anywhere inside the unpickler (KeyError, struct.error, ...)
+        if is_out_of_memory(e):
+            raise
+        raise CTCFError(f"cannot read {p} as a PyTorch weights file ({type(e).__name__}: {last_line(e)})") from None
 
 
 def extract_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -69,9 +83,13 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
     """The JSON next to a model file (``model.pt`` -> ``model.json`` or ``model.pt.json``)."""
     p = Path(path)
     for candidate in (p.with_suffix(".json"), p.with_name(p.name + ".json")):
-        if candidate.is_file():
+        if candidate.exists():
+            require_regular_file(candidate, "model sidecar")
             try:
-                return json.loads(candidate.read_text())
-            except json.JSONDecodeError as e:
+                doc = json.loads(candidate.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise CTCFError(f"model sidecar {candidate} is not valid JSON: {e}") from None
+            if not isinstance(doc, dict):
+                raise CTCFError(f"model sidecar {candidate} must hold a JSON object (got {type(doc).__name__})")
+            return doc
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import torch
 
-from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.errors import CTCFError, last_line
 from CTCounterfactualLib.models.checkpoints import read_sidecar
 from CTCounterfactualLib.models.conventions import VolumeConvention
+from CTCounterfactualLib.models.oom import is_out_of_memory
 
 
 @dataclass
@@ -45,16 +47,36 @@ class Classifier:
         conv = self.convention
         if clip and not conv.clip:
             hu_volume = hu_volume.clamp(conv.window.low, conv.window.high)
-        out = self.module(conv.to_model(hu_volume))
-        if isinstance(out, (tuple, list)):
+        x = conv.to_model(hu_volume)
+        out = self._forward(x)
+        if isinstance(out, (tuple, list)) and out:
             out = out[0]
+        if not isinstance(out, torch.Tensor):
+            raise CTCFError(f"{self.name} returned {type(out).__name__}, not a tensor of one output per target")
         out = out.reshape(-1)
         if out.numel() != len(self.targets):
             raise CTCFError(
                 f"{self.name} returned {out.numel()} outputs but declares {len(self.targets)} targets; "
                 "fix the targets list in its sidecar JSON"
             )
+        if not torch.isfinite(out).all():
+            raise CTCFError(
+                f"{self.name} returned a non-finite output ({out.detach().flatten()[0].item():g}, ...) on an input of "
+                f"shape {tuple(x.shape)}; the classifier or its convention is broken"
+            )
         return torch.sigmoid(out) if self.apply_sigmoid else out
+
+    def _forward(self, x: torch.Tensor):
+        """The module on ``x``; its own failures (shape mismatch, bad layout) become one line naming the input shape."""
+        try:
+            return self.module(x)
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            if is_out_of_memory(e):
+                raise
+            raise CTCFError(
+                f"{self.name} failed on an input of shape {tuple(x.shape)} ({last_line(e)}); check that the volume "
+                "and the sidecar's convention (size, layout) fit what the classifier was trained on"
+            ) from None
 
     def score(self, hu_volume: torch.Tensor, index: int, *, clip: bool = False) -> torch.Tensor:
         """The prediction for one target (differentiable)."""
@@ -90,19 +112,32 @@ def load_classifier(path: str | os.PathLike) -> Classifier:
             "declaring its targets and convention"
         )
     targets = meta.get("targets")
-    if not isinstance(targets, list) or not targets:
-        raise CTCFError(f"sidecar of {p.name} must list its target names under 'targets'")
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+        raise CTCFError(f"sidecar of {p.name} must list its target names (strings) under 'targets'")
+    fields = _sidecar_fields(meta, p)
     try:
         with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; the format is still what users ship
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(p), map_location="cpu")
     except (RuntimeError, ValueError) as e:
         raise CTCFError(f"cannot load {p.name} as a TorchScript model: {str(e).splitlines()[0]}") from None
-    return Classifier(
-        module=module.eval(),
-        targets=[str(t) for t in targets],
-        convention=VolumeConvention.from_dict(meta.get("convention", {})),
-        apply_sigmoid=bool(meta.get("apply_sigmoid", True)),
-        threshold=float(meta.get("threshold", 0.5)),
-        name=str(meta.get("name", p.stem)),
-    )
+    return Classifier(module=module.eval(), targets=list(targets), **fields)
+
+
+def _sidecar_fields(meta: dict, p: Path) -> dict:
+    """The sidecar's typed fields (convention, apply_sigmoid, threshold, name); a wrong type is a one-line error."""
+    apply_sigmoid = meta.get("apply_sigmoid", True)
+    threshold = meta.get("threshold", 0.5)
+    name = meta.get("name", p.stem)
+    if not isinstance(apply_sigmoid, bool):
+        raise CTCFError(f"sidecar of {p.name}: 'apply_sigmoid' must be true or false (got {apply_sigmoid!r})")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        raise CTCFError(f"sidecar of {p.name}: 'threshold' must be a finite number (got {threshold!r})")
+    if not isinstance(name, str):
+        raise CTCFError(f"sidecar of {p.name}: 'name' must be a string (got {name!r})")
+    return {
+        "convention": VolumeConvention.from_dict(meta.get("convention", {})),
+        "apply_sigmoid": apply_sigmoid,
+        "threshold": float(threshold),
+        "name": name,
+    }

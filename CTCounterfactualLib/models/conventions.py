@@ -7,6 +7,8 @@ mapped through its own window and layout. Every mapping here is differentiable.
 
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import asdict, dataclass
 
 import torch
@@ -94,9 +96,6 @@ class SliceConvention:
 
     @classmethod
     def from_dict(cls, d: dict) -> SliceConvention:
-        d = dict(d)
-        if "window" in d:
-            d["window"] = HUWindow(*map(float, d["window"]))
         return _build(cls, d, "autoencoder convention")
 
 
@@ -140,15 +139,49 @@ class VolumeConvention:
 
     @classmethod
     def from_dict(cls, d: dict) -> VolumeConvention:
-        d = dict(d)
-        if "window" in d:
-            d["window"] = HUWindow(*map(float, d["window"]))
         return _build(cls, d, "classifier convention")
 
 
+def _window(value, what: str) -> HUWindow:
+    """``[low, high]`` in HU: two finite numbers, low below high."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 2
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    if not ok or value[0] >= value[1]:
+        raise CTCFError(f"{what} field 'window' must be [low, high] in HU with low < high (got {value!r})")
+    return HUWindow(float(value[0]), float(value[1]))
+
+
+def _typed(name: str, value, hint, what: str):
+    """``value`` checked against the field's type (float, int, bool, str, or None); CTCFError names the field."""
+    args = typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    kind = next((a for a in args if a is not type(None)), hint) if args else hint
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is float and number and math.isfinite(value):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    expected = {float: "a finite number", int: "an integer", bool: "true or false", str: "a string"}[kind]
+    if args:
+        expected += " or null"
+    raise CTCFError(f"{what} field {name!r} must be {expected} (got {value!r})")
+
+
 def _build(cls: type, d: dict, what: str):
+    """A convention from a JSON dict: unknown fields and wrongly typed values are one-line errors."""
+    if not isinstance(d, dict):
+        raise CTCFError(f"{what} must be a JSON object of fields (got {d!r})")
     known = set(cls.__dataclass_fields__)
     unknown = sorted(set(d) - known)
     if unknown:
         raise CTCFError(f"unknown {what} field(s) {unknown}; known fields: {sorted(known)}")
-    return cls(**d)
+    hints = typing.get_type_hints(cls)
+    values = {k: _window(v, what) if k == "window" else _typed(k, v, hints[k], what) for k, v in d.items()}
+    if values.get("size") is not None and values["size"] < 1:
+        raise CTCFError(f"{what} field 'size' must be a positive number of pixels or null (got {values['size']})")
+    return cls(**values)

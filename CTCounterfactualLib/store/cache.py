@@ -23,6 +23,7 @@ from pathlib import Path
 
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.models.checkpoints import sha256_of
+from CTCounterfactualLib.paths import check_writable_folder, require_regular_file
 from CTCounterfactualLib.store.catalog import CatalogEntry, ModelFile, find_entry, get_entry, read_catalog
 from CTCounterfactualLib.store.download import cache_dir, download
 
@@ -56,13 +57,32 @@ def recorded_hashes(cache: str | os.PathLike | None = None) -> dict[str, dict]:
     p = _cache(cache) / HASHES_FILE
     if not p.is_file():
         return {}
+    fix = "delete it and run `ctcf models verify`"
     try:
         doc = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CTCFError(
-            f"cannot read the recorded model hashes {p} ({e}); delete it and run `ctcf models verify`"
-        ) from None
-    return doc if isinstance(doc, dict) else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CTCFError(f"cannot read the recorded model hashes {p} ({e}); {fix}") from None
+    problem = _hashes_problem(doc)
+    if problem:
+        raise CTCFError(f"the recorded model hashes {p} have unexpected content ({problem}); {fix}")
+    return doc
+
+
+def _hashes_problem(doc) -> str | None:
+    """What is wrong with a hashes.json document (an object of "<entry>/<file>" -> record), or None."""
+    if not isinstance(doc, dict):
+        return f"a JSON {type(doc).__name__}, not an object"
+    for key, rec in doc.items():
+        if not isinstance(rec, dict):
+            return f"{key!r} is not a record"
+        sha = rec.get("sha256")
+        if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            return f"{key!r} has no valid 'sha256'"
+        for field_name in ("bytes", "mtime_ns"):
+            value = rec.get(field_name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                return f"{key!r} has a non-integer {field_name!r}"
+    return None
 
 
 def _key(entry: CatalogEntry, f: ModelFile) -> str:
@@ -80,7 +100,13 @@ def _record(cache, entry: CatalogEntry, f: ModelFile, path: Path, sha: str, how:
     # size + mtime let `models list` skip re-hashing an unchanged file
     rec = {**old, "sha256": sha, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
     doc[_key(entry, f)] = rec
-    write_json_atomic(_cache(cache) / HASHES_FILE, doc)
+    try:
+        write_json_atomic(_cache(cache) / HASHES_FILE, doc)
+    except OSError as e:
+        raise CTCFError(
+            f"cannot record the hash of {path.name} in {_cache(cache) / HASHES_FILE} ({e.strerror or e}); "
+            "make the model cache writable or choose another --cache-dir"
+        ) from None
     return rec
 
 
@@ -185,6 +211,7 @@ def download_model(
         from CTCounterfactualLib.store.catalog import verified_path
 
         return [verified_path(entry)]
+    check_writable_folder(_cache(cache), "the model cache (--cache-dir)")  # before any transfer
     paths = []
     for f in entry.files:
         dest = file_path(entry, f, cache)
@@ -306,8 +333,8 @@ def resolve_model(
 ) -> ResolvedModel:
     """A path (used as is) or a catalog name (verified local file; error with the download command if missing)."""
     p = Path(spec).expanduser()
-    if p.is_file():
-        return ResolvedModel(p)
+    if p.exists() and not p.is_dir():
+        return ResolvedModel(require_regular_file(p, f"{kind} file"))
     entry = find_entry(str(spec), catalog)
     if entry is None:
         if p.suffix or len(p.parts) > 1:  # meant as a path

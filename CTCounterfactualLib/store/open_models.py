@@ -9,14 +9,18 @@ training state may be unpickled; any other file may hold arbitrary code and need
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder, load_autoencoder
 from CTCounterfactualLib.models.classifier import Classifier
 from CTCounterfactualLib.models.conventions import SliceConvention
 from CTCounterfactualLib.models.formats import open_classifier
+from CTCounterfactualLib.paths import require_regular_file
 from CTCounterfactualLib.store.cache import resolve_model, target_names
+from CTCounterfactualLib.store.catalog import find_entry, read_catalog
 
 
 def open_autoencoder(
@@ -25,18 +29,49 @@ def open_autoencoder(
     *,
     trust_checkpoint: bool = False,
     cache: str | os.PathLike | None = None,
+    convention_spec: str | os.PathLike | None = None,
 ) -> tuple[SliceAutoencoder, Path, Path | None]:
     """(autoencoder, weights path, config path) for a path or a catalog name.
 
     A catalog name brings its files (``.ckpt`` + ``.yaml``) and input convention; an explicit ``config`` wins.
+    ``convention_spec`` (``--autoencoder-convention``) overrides every other source of the input convention.
     """
     r = resolve_model(spec, "autoencoder", cache)
     config_path = Path(config) if config is not None else r.config
-    convention = SliceConvention.from_dict(r.entry.convention) if r.entry is not None and r.entry.convention else None
+    if convention_spec is not None:
+        convention = named_convention(convention_spec)
+    elif r.entry is not None and r.entry.convention:
+        convention = SliceConvention.from_dict(r.entry.convention)
+    else:
+        convention = None  # the file's sidecar or config must declare it
     ae = load_autoencoder(r.path, config_path, convention=convention, allow_pickle=trust_checkpoint or r.trusted)
     if r.entry is not None:
         ae.name = r.entry.name
     return ae, r.path, config_path
+
+
+def named_convention(spec: str | os.PathLike) -> SliceConvention:
+    """An autoencoder input convention by catalog name (``ct-vqgan``) or from a JSON file.
+
+    The file holds either the convention's fields or a sidecar-style object with a ``convention`` key.
+    """
+    p = Path(spec).expanduser()
+    if p.exists() or p.suffix.lower() == ".json":
+        p = require_regular_file(p, "autoencoder convention file")
+        try:
+            doc = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CTCFError(f"autoencoder convention file {p} is not valid JSON: {e}") from None
+        if isinstance(doc, dict) and isinstance(doc.get("convention"), dict):
+            doc = doc["convention"]
+        return SliceConvention.from_dict(doc)
+    entry = find_entry(str(spec))
+    if entry is None or entry.kind != "autoencoder" or not entry.convention:
+        names = ", ".join(e.name for e in read_catalog().values() if e.kind == "autoencoder" and e.convention)
+        raise CTCFError(
+            f"--autoencoder-convention {str(spec)!r} is neither a JSON file nor a catalog autoencoder ({names})"
+        )
+    return SliceConvention.from_dict(entry.convention)
 
 
 def open_named_classifier(

@@ -15,7 +15,7 @@ import pytest
 ENGINE = Path(__file__).resolve().parents[2] / "CTCounterfactualLib"
 # lower layers first; a module may import its own layer and any layer before it
 LAYERS = [
-    {"errors", "params", "protocol", "atomic", "progress", "__init__"},
+    {"errors", "params", "protocol", "atomic", "paths", "progress", "__init__"},
     {"data"},
     {"models"},
     {"store"},

@@ -188,7 +188,10 @@ def test_pickle_policy(served):
     assert ae.convention.size == 32 and ae.convention.rot90_k == 1  # the catalog's convention
     with pytest.raises(CTCFError, match="--trust-checkpoint"):
         open_autoencoder(str(ckpt), config)
-    open_autoencoder(str(ckpt), config, trust_checkpoint=True)
+    with pytest.raises(CTCFError, match="--autoencoder-convention"):  # a path brings no catalog convention
+        open_autoencoder(str(ckpt), config, trust_checkpoint=True)
+    ae, _, _ = open_autoencoder(str(ckpt), config, trust_checkpoint=True, convention_spec="tiny-vqgan")
+    assert ae.convention.size == 32 and ae.convention.rot90_k == 1
 
     hashes = served.cache / "hashes.json"
     hashes.unlink()  # as if the user had downloaded the files by hand

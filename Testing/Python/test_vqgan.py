@@ -88,8 +88,10 @@ def _save_lightning_ckpt(model, path):
 def test_load_lightning_ckpt_without_config(taming_model, tmp_path):
     path = tmp_path / "vq.ckpt"
     _save_lightning_ckpt(taming_model, path)
-    ae = load_autoencoder(path)
-    # no YAML and no sidecar: architecture inferred, the published CT model's convention
+    # no YAML and no sidecar: architecture inferred; the convention is not guessed, it must be given
+    with pytest.raises(CTCFError, match="--autoencoder-convention"):
+        load_autoencoder(path)
+    ae = load_autoencoder(path, convention=PUBLISHED_CT_CONVENTION)
     assert ae.convention == PUBLISHED_CT_CONVENTION
     for k, v in taming_model.state_dict().items():
         assert torch.equal(ae.model.state_dict()[k], v), k
@@ -111,7 +113,7 @@ def test_load_with_taming_yaml(taming_model, tmp_path):
     }
     yml = tmp_path / "vq.yaml"
     yml.write_text(yaml.safe_dump(doc))
-    ae = load_autoencoder(path, yml)
+    ae = load_autoencoder(path, yml, convention=PUBLISHED_CT_CONVENTION)  # a taming YAML has no convention
     assert ae.model.config.attn_resolutions == (8,)
     assert ae.model.config.resolution == 32
 
@@ -150,4 +152,4 @@ def test_pickled_objects_need_trust(taming_model, tmp_path):
     torch.save({"state_dict": taming_model.state_dict(), "hparams": TamingQuantizer(2, 2, 0.25)}, path)
     with pytest.raises(CTCFError, match="trust-checkpoint"):
         load_autoencoder(path)
-    assert load_autoencoder(path, allow_pickle=True).model.config.ch == 32
+    assert load_autoencoder(path, allow_pickle=True, convention=PUBLISHED_CT_CONVENTION).model.config.ch == 32
