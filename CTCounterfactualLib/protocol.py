@@ -63,7 +63,14 @@ SUMMARY_KEYS = (
     "timings_s",
     "peak_memory_mb",
     "memory",
+    "search_resolution",  # where the search ran: "model" (the autoencoder's grid) or "input"
+    "search_grid",  # [rows, cols] of that grid
+    "output_map",  # "reference" or "calibrated": how the decoder's output became HU
+    "lambda_scale",  # "auto" or "reference": what one unit of lambda is
+    "fidelity",  # the autoencoder on this input: FIDELITY_KEYS
+    "warnings",  # one-line messages for the user (printed as "ctcf: warning: ...")
 )
+FIDELITY_KEYS = ("mae_hu_body", "slope", "intercept", "body_voxels", "output_map")
 PREDICTION_KEYS = ("input", "reconstruction", "counterfactual", "counterfactual_min")
 OUTPUT_CHUNK_KEYS = ("start", "end", "lambda")  # end exclusive
 

@@ -56,6 +56,9 @@ def build_summary(
         "device": result.device,
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "peak_memory_mb": round(result.peak_memory_mb, 1),
+        **result.settings,
+        "fidelity": result.fidelity,
+        "warnings": list(result.warnings),
     }
 
 

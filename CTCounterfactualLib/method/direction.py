@@ -51,9 +51,7 @@ def window_score(ae: SliceAutoencoder, classifier: Classifier, index: int) -> Sc
     return score
 
 
-def encode_decode(
-    ae: SliceAutoencoder, hu: torch.Tensor, batch: int, progress: Progress = noop_progress
-) -> Encoded:
+def encode_decode(ae: SliceAutoencoder, hu: torch.Tensor, batch: int, progress: Progress = noop_progress) -> Encoded:
     """z = E(x) and x0 = D(z) of a (D, H, W) HU tensor, ``batch`` slices at a time."""
     unit = ae.window.to_unit(hu).clamp_(0.0, 1.0)
     z = encode_volume(ae, unit, batch, progress)
