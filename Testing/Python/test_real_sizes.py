@@ -177,3 +177,23 @@ def test_bundled_targets_stop_on_a_rule_within_60_steps(model, target):
     assert not c.stop_reason.startswith("lambda reached"), c.stop_reason
     assert c.lam < 0 and _steps_to(c.lam, cfg.search.step_size) <= 60
     assert c.prediction_min < c.prediction_before
+
+
+def test_cli_prints_the_fidelity_and_warns_in_one_line(tmp_path, small_ct, tiny_model_files, capsys):
+    import json
+
+    from cli_runner import run_main
+
+    ae, clf = tiny_model_files
+    out = tmp_path / "r"
+    argv = ["explain", small_ct, "--out", out, "--autoencoder", ae, "--classifier", clf, "--target", "effusion"]
+    argv += ["--slices", "4:8", "--chunk-size", "4", "--progress", "none", "--output-map", "reference"]
+    assert run_main([*argv, "--max-steps", "30", "--lambda-sweep-steps", "2"]) == 0
+    std = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["output_map"] == "reference" and summary["lambda_scale"] == "auto"
+    assert "autoencoder fidelity in the body: mean error" in std.out
+    # the random tiny VQ-GAN reconstructs nothing: one warning line, in the summary and on stderr
+    warnings = [line for line in std.err.splitlines() if line.startswith("ctcf: warning: ")]
+    assert len(warnings) == 1 and summary["warnings"] == [warnings[0].removeprefix("ctcf: warning: ")]
+    assert set(summary["fidelity"]) >= {"mae_hu_body", "slope", "intercept", "output_map"}
