@@ -118,12 +118,14 @@ def test_auto_output_map_follows_the_convention_and_faithful_keeps_the_reference
     published = SliceAutoencoder(_Identity(), PUBLISHED_CT_CONVENTION)
     inverse = SliceAutoencoder(_Identity(), PUBLISHED_CT_CONVENTION.with_output_fit(2.0, -0.5))
     assert inverse.convention.output_inverts_input and not published.convention.output_inverts_input
-    assert explain(hu, published, clf, ExplainConfig(target=0, search=search, chunk_size=2)).settings[
-        "output_map"
-    ] == "calibrated"
-    assert explain(hu, inverse, clf, ExplainConfig(target=0, search=search, chunk_size=2)).settings[
-        "output_map"
-    ] == "reference"
+    assert (
+        explain(hu, published, clf, ExplainConfig(target=0, search=search, chunk_size=2)).settings["output_map"]
+        == "calibrated"
+    )
+    assert (
+        explain(hu, inverse, clf, ExplainConfig(target=0, search=search, chunk_size=2)).settings["output_map"]
+        == "reference"
+    )
     faithful = explain(hu, published, clf, ExplainConfig(target=0, search=search, chunk_size=2, faithful=True))
     assert faithful.settings["output_map"] == "reference" and faithful.settings["lambda_scale"] == "reference"
 
@@ -165,13 +167,18 @@ def _steps_to(lam: float, step: float) -> int:
     return n
 
 
+@pytest.fixture(scope="module")
+def demo_ct():
+    return make_phantom(DEMO_SPEC)
+
+
 @pytest.mark.parametrize("model,target", [("demo-effusion", "pleural effusion"), ("demo-lungsize", "lung size")])
-def test_bundled_targets_stop_on_a_rule_within_60_steps(model, target):
-    phantom = make_phantom(DEMO_SPEC)
-    a = phantom.effusion_slices[0]
-    (ae, _), (clf, _) = load_bundled_autoencoder(), load_bundled_classifier(model)
-    cfg = ExplainConfig(target=target, slices=(a, a + 8), chunk_size=8)
-    r = explain(phantom.hu, ae, clf, cfg)
+def test_bundled_targets_stop_on_a_rule_within_60_steps(model, target, demo_ct):
+    """The bundled models on the demo CT (the first 4 slices of its effusion) with the scale-free lambda."""
+    a = demo_ct.effusion_slices[0]
+    ae, clf = load_bundled_autoencoder()[0], load_bundled_classifier(model)[0]
+    cfg = ExplainConfig(target=target, slices=(a, a + 4), chunk_size=4)
+    r = explain(demo_ct.hu, ae, clf, cfg)
     c = r.chunks[0]
     assert r.settings["lambda_scale"] == "auto"
     assert not c.stop_reason.startswith("lambda reached"), c.stop_reason
