@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +27,7 @@ from CTCounterfactualScene.engine_process import (
 )
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, Default, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -39,14 +40,28 @@ from slicer.util import VTKObservationMixin
 if str(ENGINE_PARENT) not in sys.path:
     sys.path.insert(0, str(ENGINE_PARENT))
 
+from CTCounterfactualScene.contract import params  # noqa: E402
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
-from CTCounterfactualScene.result_layout import restore_layout  # noqa: E402
-from CTCounterfactualScene.results_to_scene import ResultNodes, jump_to_chunk, load_results  # noqa: E402
+from CTCounterfactualScene.panel_text import done_text, progress_text, results_text  # noqa: E402
+from CTCounterfactualScene.result_layout import (  # noqa: E402
+    RESULT_VIEW,
+    composite_node,
+    register_layout,
+    restore_layout,
+    show_result,
+)
+from CTCounterfactualScene.results_to_scene import INPUT_ID, ResultNodes, jump_to_chunk, load_results  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
-from CTCounterfactualScene.volume_nodes import write_volume_file  # noqa: E402
+from CTCounterfactualScene.slice_choice import ALL as ALL_SLICES  # noqa: E402
+from CTCounterfactualScene.slice_choice import AROUND, CUSTOM, SLICE_CHOICES, chosen_slices, current_slice  # noqa: E402
+from CTCounterfactualScene.volume_nodes import show_as_heatmap, write_volume_file  # noqa: E402
 
 REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
+SEARCH_DEFAULTS = params.SearchParams()  # the engine's own defaults (torch-free module)
+# the user's last choices, offered again in every new scene (QSettings keys under "CTCounterfactual/")
+REMEMBERED = ("autoencoder", "classifier", "target", "mode", "chunkSize")
+RECALLED_ATTRIBUTE = "CTCounterfactual.Recalled"  # on a parameter node that got them already
 
 
 class CTCounterfactual(ScriptedLoadableModule):
@@ -65,12 +80,19 @@ class CTCounterfactual(ScriptedLoadableModule):
             "point to jump there), and the lambda sweep as a sequence. Compare the CF with the reconstruction, "
             "not with the input. Export scene writes everything to one .mrb file.<br>"
             "The engine runs in a separate process; Cancel stops it and leaves the scene as it was. "
-            "Research software: not for clinical decisions."
+            "Research software: not for clinical decisions. Requires 3D Slicer 5.10 or newer."
         )
         self.parent.acknowledgementText = _(
             "Method: Cohen, Blankemeier, Chaudhari, 'Explaining 3D Computed Tomography Classifiers with "
             "Counterfactuals'. Example CT data: TotalSegmentator example (CC BY 4.0)."
         )
+        slicer.app.connect("startupCompleted()", registerResultLayout)
+
+
+def registerResultLayout() -> None:
+    """At startup: the result layout is known in every scene, and a loaded scene that shows it gets it back."""
+    register_layout(slicer.mrmlScene)
+    slicer.mrmlScene.AddObserver(slicer.mrmlScene.EndImportEvent, lambda *a: restore_layout(slicer.mrmlScene))
 
 
 @parameterNodeWrapper
@@ -81,19 +103,22 @@ class CTCounterfactualParameterNode:
     autoencoder: str = "demo-vqgan"
     classifier: str = "demo-effusion"
     target: str = ""
-    # first and last slice, inclusive; the widget's maximum follows the input (the bound is what the binding needs)
-    sliceRange: Annotated[FloatRange, RangeBounds(0, 100000)] = FloatRange(0, 0)
-    chunkSize: Annotated[int, WithinRange(1, 1000)] = 10
-    mode: Annotated[str, Choice(["scan", "joint"])] = "scan"
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    predDiff: Annotated[float, WithinRange(0, 1)] = 0.8
-    predFloor: Annotated[float, WithinRange(0, 1)] = 0.05
-    stepSize: Annotated[float, WithinRange(0.01, 100000)] = 10.0
-    maxSteps: Annotated[float, WithinRange(1, 10000000)] = 3000.0
-    maxPixelDiffPct: Annotated[float, WithinRange(0.001, 1)] = 0.05
-    lambdaSweepSteps: Annotated[int, WithinRange(2, 100)] = 10
-    heatmapMethod: Annotated[str, Choice(["int", "mean", "mm", "max"])] = "int"
-    batchSize: Annotated[int, WithinRange(1, 256)] = 8
+    # first and last slice, inclusive; the widget's maximum follows the input (the bound is what the binding needs;
+    # the default goes inside the annotation, where Slicer's range connector validates it)
+    sliceRange: Annotated[FloatRange, RangeBounds(0, 100000), Default(FloatRange(0, 0))]
+    sliceChoice: Annotated[str, Choice(list(SLICE_CHOICES))] = ALL_SLICES
+    aroundSlices: Annotated[int, WithinRange(1, 1000)] = 10  # ± this many slices around the Red view's slice
+    chunkSize: Annotated[int, WithinRange(1, 1000)] = params.DEFAULT_CHUNK_SIZE
+    mode: Annotated[str, Choice(list(params.MODES))] = params.DEFAULT_MODE
+    device: Annotated[str, Choice(list(params.DEVICES))] = params.DEFAULT_DEVICE
+    predDiff: Annotated[float, WithinRange(0, 1)] = SEARCH_DEFAULTS.pred_diff
+    predFloor: Annotated[float, WithinRange(0, 1)] = SEARCH_DEFAULTS.pred_floor
+    stepSize: Annotated[float, WithinRange(0.01, 100000)] = SEARCH_DEFAULTS.step_size
+    maxSteps: Annotated[float, WithinRange(1, 10000000)] = SEARCH_DEFAULTS.max_steps
+    maxPixelDiffPct: Annotated[float, WithinRange(0.001, 1)] = SEARCH_DEFAULTS.max_pixel_diff_pct
+    lambdaSweepSteps: Annotated[int, WithinRange(2, 100)] = SEARCH_DEFAULTS.lambda_sweep_steps
+    heatmapMethod: Annotated[str, Choice(list(params.HEATMAP_METHODS))] = SEARCH_DEFAULTS.heatmap_method
+    batchSize: Annotated[int, WithinRange(1, 256)] = params.DEFAULT_BATCH_SIZE
     keepSweep: bool = True
 
 
@@ -109,7 +134,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.job: EngineJob | None = None
         self.connectedPlotViews: set[str] = set()
         self.choices: dict = {}  # catalog name -> ModelChoice, filled by fillModelSelectors
+        self.lastResult: ResultNodes | None = None  # the run the results box describes
         self._updatingGui = False
+        self._rangeInputID: str | None = None  # the input whose slice count the slice range was set for
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self.onTimer)
@@ -123,22 +150,27 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = CTCounterfactualLogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, lambda *a: restore_layout(slicer.mrmlScene))
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.exportSceneButton.connect("clicked(bool)", self.onExportScene)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)
-        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.autoencoderSelector.connect("activated(int)", lambda i: self.onModelChosen("autoencoder"))
         self.ui.classifierSelector.connect("activated(int)", lambda i: self.onModelChosen("classifier"))
         self.ui.targetSelector.connect("currentTextChanged(QString)", self.onTargetChanged)
+        self.ui.showResultsButton.connect("clicked(bool)", self.onShowResults)
+        self.ui.heatmapOpacitySlider.connect("valueChanged(double)", self.onHeatmapDisplay)
+        self.ui.heatmapThresholdSlider.connect("valueChanged(double)", self.onHeatmapDisplay)
         self.fillModelSelectors()
         self.initializeParameterNode()
         self.connectPlotClicks()
 
     def cleanup(self) -> None:
+        """The module is unloaded (application exit): stop polling, stop the engine, remove its folder."""
+        self.timer.stop()
         self.removeObservers()
         if self.job is not None:
             self.job.cancel()
+            self.job.cleanup()
+            self.job = None
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -149,6 +181,11 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNodeGuiTag = None
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self.job is not None and self.job.kind == "explain":  # its input is leaving with the scene
+            self.job.discard = True
+            self.job.process.request_cancel()
+        self.lastResult = None
+        self.ui.resultsCollapsibleButton.visible = False
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -156,7 +193,11 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
+        node = self.logic.getParameterNode()
+        if not node.parameterNode.GetAttribute(RECALLED_ATTRIBUTE):  # new in this scene: the last choices
+            node.parameterNode.SetAttribute(RECALLED_ATTRIBUTE, "1")
+            recallChoices(node)
+        self.setParameterNode(node)
         if not self._parameterNode.inputVolume:
             first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if first:
@@ -167,6 +208,8 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGui)
         self._parameterNode = node
+        # a saved scene keeps its range; a different input later resets it to all of that input's slices
+        self._rangeInputID = node.inputVolume.GetID() if node and node.inputVolume else None
         if node:
             self._parameterNodeGuiTag = node.connectGui(self.ui)
             self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateGui)
@@ -209,16 +252,23 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode and not self._updatingGui and text and self._parameterNode.target != text:
             self._parameterNode.target = text
 
-    def onInputChanged(self, node) -> None:
-        if node is None or node.GetImageData() is None or not self._parameterNode:
+    def followInput(self) -> None:
+        """The slice range's bound is the input's last slice; a newly chosen input gets all its slices."""
+        p = self._parameterNode
+        node = p.inputVolume
+        if node is None or node.GetImageData() is None:
+            self._rangeInputID = None
             return
         last = node.GetImageData().GetDimensions()[2] - 1
         self.ui.sliceRangeWidget.maximum = last
-        self._parameterNode.sliceRange = FloatRange(0, last)
+        if node.GetID() != self._rangeInputID:
+            self._rangeInputID = node.GetID()
+            p.sliceRange = FloatRange(0, last)
 
     def updateGui(self, caller=None, event=None) -> None:
         if self._parameterNode is None or self._updatingGui:
             return
+        rememberChoices(self._parameterNode)
         self._updatingGui = True  # filling the lists emits signals that would write back and re-enter
         try:
             self._updateGui()
@@ -246,19 +296,21 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelStateLabel.text = (
             _("Not downloaded yet: {names}").format(names=", ".join(missing)) if missing else ""
         )
-        if p.inputVolume and p.inputVolume.GetImageData():
-            self.ui.sliceRangeWidget.maximum = p.inputVolume.GetImageData().GetDimensions()[2] - 1
+        self.followInput()
+        self.ui.sliceRangeWidget.enabled = p.sliceChoice == CUSTOM
+        self.ui.aroundSlicesSpinBox.enabled = p.sliceChoice == AROUND
         ready = bool(p.inputVolume and p.target and not missing)
-        self.ui.applyButton.enabled = ready or self.job is not None
+        cancelling = self.job is not None and self.job.process.state != "running"
+        self.ui.applyButton.enabled = (ready or self.job is not None) and not cancelling
         self.ui.applyButton.text = _("Cancel") if self.job is not None else _("Generate counterfactual")
 
     # --- running
 
     def onApplyButton(self) -> None:
-        if self.job is not None:
-            self.job.cancel()
-            self.finishJob()
-            self.ui.statusLabel.text = _("Cancelled; the scene was not changed.")
+        if self.job is not None:  # Cancel: ask the engine to stop; the timer sees it end (the GUI never waits)
+            self.job.process.request_cancel()
+            self.ui.statusLabel.text = _("Cancelling...")
+            self.updateGui()
             return
         if not self.logic.ensureDependencies():
             return
@@ -285,11 +337,20 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if event["total"]:
                 self.ui.progressBar.setRange(0, event["total"])
                 self.ui.progressBar.value = event["done"]
-            self.ui.statusLabel.text = f"{event['stage']}: {event['message']}"
+            elapsed = time.monotonic() - job.started
+            self.ui.statusLabel.text = progress_text(
+                event["stage"], event["message"], event["done"], event["total"], elapsed
+            )
         for line in job.process.log[job.shown_log :]:
             self.ui.logText.appendPlainText(line)
         job.shown_log = len(job.process.log)
         if job.process.state == "running":
+            return
+        if job.process.state == "cancelled" or job.discard:
+            if not job.process.stopped:
+                return  # still stopping; poll() kills it after its grace time
+            self.finishJob()
+            self.ui.statusLabel.text = _("Cancelled; the scene was not changed.")
             return
         try:
             if job.kind == "download":
@@ -301,13 +362,18 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     else _("Download failed: {error}").format(error=job.process.error)
                 )
             elif job.process.state == "done":
-                result = self.logic.finish(job)
-                p = result.summary["predictions"]
-                self.ui.statusLabel.text = _(
-                    "Done: {target} input {a:.3f}, reconstruction {b:.3f}, counterfactual {c:.3f}."
-                ).format(
-                    target=result.summary["target"]["name"], a=p["input"], b=p["reconstruction"], c=p["counterfactual"]
-                )
+                try:
+                    result = self.logic.finish(job)
+                except Exception as e:  # nothing of it stays in the scene (see load_results)
+                    self.ui.statusLabel.text = _("Failed to load the results: {error}").format(error=e)
+                    self.ui.logText.appendPlainText(str(e))
+                    self.ui.logCollapsibleButton.collapsed = False
+                    return
+                self.ui.statusLabel.text = done_text(time.monotonic() - job.started)
+                self.lastResult = result
+                self.ui.resultsLabel.text = results_text(result.summary)
+                self.ui.resultsCollapsibleButton.visible = True
+                self.onHeatmapDisplay()
                 slicer.app.processEvents()  # let the layout manager create the plot view first
                 self.connectPlotClicks()
             else:
@@ -342,6 +408,31 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.logic.exportScene(path)
                 self.ui.statusLabel.text = _("Scene exported to {path}").format(path=path)
 
+    def onShowResults(self) -> None:
+        """Bring back the linked views and the plot of the last run (after the user changed the layout)."""
+        r = self.lastResult
+        if r is None or slicer.mrmlScene.GetNodeByID(r.counterfactual) is None:
+            return
+        show_result(
+            slicer.mrmlScene,
+            slicer.mrmlScene.GetNodeByID(r.table).GetAttribute(INPUT_ID),
+            r.counterfactual,
+            r.heatmap,
+            r.chart,
+            self.ui.heatmapOpacitySlider.value,
+        )
+        slicer.app.processEvents()
+        self.connectPlotClicks()
+
+    def onHeatmapDisplay(self) -> None:
+        """Opacity of the heatmap over the CF, and the share of its maximum below which it is transparent."""
+        r = self.lastResult
+        heatmap = slicer.mrmlScene.GetNodeByID(r.heatmap) if r is not None else None
+        if heatmap is None:
+            return
+        composite_node(slicer.mrmlScene, RESULT_VIEW).SetForegroundOpacity(self.ui.heatmapOpacitySlider.value)
+        show_as_heatmap(slicer.mrmlScene, heatmap, self.ui.heatmapThresholdSlider.value / 100.0)
+
     def connectPlotClicks(self) -> None:
         """A click on a point of the per-chunk plot centres the linked views on that chunk.
 
@@ -356,12 +447,15 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.connectedPlotViews.add(key)
 
     def onPlotSelection(self, seriesIds, selections) -> None:
+        """A click on a point of one of our per-chunk plots; points of other charts are not ours to handle."""
         for i in range(seriesIds.GetNumberOfValues()):
             series = slicer.mrmlScene.GetNodeByID(seriesIds.GetValue(i))
+            table = series.GetTableNode() if series is not None and series.IsA("vtkMRMLPlotSeriesNode") else None
             rows = selections.GetItemAsObject(i)
-            if series is not None and rows is not None and rows.GetNumberOfTuples():
-                jump_to_chunk(slicer.mrmlScene, series.GetTableNode(), int(rows.GetValue(0)))
-                return
+            if table is None or not table.GetAttribute(INPUT_ID) or rows is None or not rows.GetNumberOfTuples():
+                continue
+            jump_to_chunk(slicer.mrmlScene, table, int(rows.GetValue(0)))
+            return
 
 
 class EngineJob:
@@ -371,6 +465,8 @@ class EngineJob:
         self.process, self.workdir, self.out_dir, self.input_node = process, workdir, out_dir, input_node
         self.kind = kind  # explain | download
         self.shown_log = 0
+        self.discard = False  # the scene it belonged to was closed: never load its results
+        self.started = time.monotonic()
 
     def cancel(self) -> None:
         self.process.cancel()
@@ -399,11 +495,16 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
                 return False
             if torch_logic.installTorch(askConfirmation=False) is None:
                 return False
-        pydeps = getattr(slicer, "pydeps", None) or getattr(slicer, "packaging", None)
-        if pydeps is not None and hasattr(pydeps, "pip_ensure"):
-            reqs = pydeps.load_requirements(str(REQUIREMENTS))
-            pydeps.pip_ensure(reqs, requester="CTCounterfactual")
-        else:  # Slicer before 5.11
+        try:
+            import slicer.packaging as packaging  # Slicer 5.12 and newer
+        except ImportError:
+            packaging = None
+        if packaging is not None:
+            try:
+                packaging.pip_ensure(packaging.load_requirements(str(REQUIREMENTS)), requester="CTCounterfactual")
+            except RuntimeError:  # the user said no (pip_ensure raises then)
+                return False
+        else:  # Slicer 5.10
             missing = [r for r in REQUIREMENTS.read_text().split() if not _importable(r)]
             if missing:
                 if ask and not slicer.util.confirmOkCancelDisplay(
@@ -416,7 +517,8 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
     def request(self, p: CTCounterfactualParameterNode, input_path: str, out_dir: str) -> ExplainRequest:
         depth = p.inputVolume.GetImageData().GetDimensions()[2]
         first, last = int(round(p.sliceRange.minimum)), int(round(p.sliceRange.maximum))
-        slices = None if (first, last) in ((0, 0), (0, depth - 1)) else (first, last + 1)
+        current = current_slice(slicer.mrmlScene, p.inputVolume) if p.sliceChoice == AROUND else None
+        slices = chosen_slices(p.sliceChoice, depth, (first, max(first, last)), p.aroundSlices, current)
         return ExplainRequest(
             input_path=input_path,
             out_dir=out_dir,
@@ -464,6 +566,9 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
             if job.process.wait(timeout) != "done":
                 raise RuntimeError(_("the engine failed: {error}").format(error=job.process.error))
             return self.finish(job)
+        except BaseException:
+            job.cancel()  # a timeout or an interrupt: the engine stops before its folder goes
+            raise
         finally:
             job.cleanup()
 
@@ -478,8 +583,35 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         export_mrb(slicer.mrmlScene, path)
 
 
+def rememberChoices(p: CTCounterfactualParameterNode) -> None:
+    settings = qt.QSettings()
+    for name in REMEMBERED:
+        settings.setValue(f"CTCounterfactual/{name}", getattr(p, name))
+
+
+def recallChoices(p: CTCounterfactualParameterNode) -> None:
+    """Put the user's last choices into a new parameter node (a value that no longer fits is skipped)."""
+    settings = qt.QSettings()
+    for name in REMEMBERED:
+        value = settings.value(f"CTCounterfactual/{name}")
+        if value is None or value == "":
+            continue
+        try:
+            setattr(p, name, int(value) if name == "chunkSize" else str(value))
+        except (ValueError, TypeError):
+            pass  # e.g. a mode this version no longer has
+
+
 def _engine_python() -> str:
-    return shutil.which("PythonSlicer") or sys.executable
+    """Slicer's PythonSlicer: beside the application, else on PATH; never ``sys.executable`` (Slicer itself)."""
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    beside = Path(slicer.app.slicerHome) / "bin" / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise RuntimeError(_("{name} was found neither in {folder} nor on PATH").format(name=name, folder=beside.parent))
 
 
 def _launch(command: list[str]) -> EngineProcess:
@@ -504,6 +636,9 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         self.test_demo_end_to_end()
 
     def test_demo_end_to_end(self) -> None:
+        logic = CTCounterfactualLogic()
+        self.delayDisplay("Installing the dependencies (PyTorch, PyYAML, ...) if they are missing")
+        self.assertTrue(logic.ensureDependencies(ask=False), "the dependencies are not installed")
         from CTCounterfactualLib.data.phantom import make_phantom
         from CTCounterfactualLib.data.volume_io import write_volume
         from CTCounterfactualLib.jobs.demo import DEMO_SPEC
@@ -513,12 +648,10 @@ class CTCounterfactualTest(ScriptedLoadableModuleTest):
         phantom = make_phantom(DEMO_SPEC)
         write_volume(phantom.hu, phantom.geometry, workdir / "input.nrrd")
         node = slicer.util.loadVolume(str(workdir / "input.nrrd"))
-        logic = CTCounterfactualLogic()
-        self.assertTrue(logic.ensureDependencies(ask=False))
         p = logic.getParameterNode()
         p.inputVolume = node
         p.autoencoder, p.classifier, p.target = "demo-vqgan", "demo-effusion", "pleural effusion"
-        p.sliceRange = FloatRange(0, node.GetImageData().GetDimensions()[2] - 1)
+        p.sliceChoice = ALL_SLICES
         p.chunkSize = 8
         self.delayDisplay("Running the engine (about a minute on a CPU)")
         result = logic.process(p, wait=True, timeout=900)

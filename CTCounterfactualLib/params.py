@@ -19,6 +19,8 @@ DEFAULT_DEVICE = "auto"
 DEFAULT_CHUNK_SIZE = 10
 DEFAULT_BATCH_SIZE = 8
 PROGRESS_KINDS = ("bar", "json", "none")
+EXECUTORS = ("local", "ray")  # ctcf batch / evaluate: a process pool on this machine, or Ray actors
+DEFAULT_EXECUTOR = "local"
 
 # Where the fast path runs the lambda search (--faithful always searches at the input's resolution):
 # "model": on the autoencoder's native slice grid when both models resize to a fixed size smaller than

@@ -1,8 +1,9 @@
 """The contract between the engine and its readers (CLI, Slicer module, batch, tests), written once (torch-free).
 
 An explanation folder holds the files below; ``chunks.csv`` and ``sweep/sweep.csv`` have the listed
-columns; ``summary.json`` has the listed keys. Progress goes out as JSON lines with the keys in
-``PROGRESS_KEYS``, stage names from ``STAGES``, ending with ``DONE`` or ``ERROR``.
+columns; ``summary.json`` has the listed keys. A ``ctcf batch`` folder holds one explanation folder
+per volume plus ``results.csv`` (``RESULTS_COLUMNS``) and ``batch.json``. Progress goes out as JSON
+lines with the keys in ``PROGRESS_KEYS``, stage names from ``STAGES``, ending with ``DONE`` or ``ERROR``.
 """
 
 from __future__ import annotations
@@ -79,3 +80,30 @@ PROGRESS_KEYS = ("stage", "done", "total", "message")
 STAGES = ("load", "encode", "decode", "gradient", "search", "write")
 DONE = "done"
 ERROR = "error"
+
+# ctcf batch: DIR/<id>/ per volume (the files above), DIR/results.csv, DIR/batch.json
+MANIFEST_COLUMNS = ("path", "id", "label", "mask", "slices", "target")  # path required; slices, target override
+BATCH_RESULTS_CSV = "results.csv"  # one row per finished volume, in manifest order
+BATCH_SETTINGS_JSON = "batch.json"  # the run's options: a resumed run must use the same
+BATCH_STAGE = "batch"  # progress: done/total volumes of this run, with id, status and eta_s (seconds left)
+BATCH_OK, BATCH_FAILED = "ok", "failed"
+RESULTS_COLUMNS = (
+    "id",
+    "status",
+    "path",
+    "label",
+    "target",
+    "prediction_input",
+    "prediction_reconstruction",
+    "prediction_counterfactual",
+    "prediction_counterfactual_min",
+    "lambda",
+    "chunk_start",
+    "chunk_end",  # exclusive
+    "heatmap_share_in_mask",  # with a mask: the heatmap's share of mass inside it,
+    "heatmap_share_near_mask",  # and within 5 mm of it
+    "seconds",
+    "peak_memory_mb",
+    "error",  # one line, for status failed
+)
+TIMING_COLUMNS = ("seconds", "peak_memory_mb")  # what differs between two runs of the same batch

@@ -82,6 +82,8 @@ class EngineProcess:
         self.last: dict | None = None  # the latest progress event
         self.error: str | None = None
         self.log: list[str] = []
+        self.cancel_grace = 10.0  # seconds between the polite stop (SIGTERM) and SIGKILL
+        self._kill_at: float | None = None
         kwargs: dict = (
             {"start_new_session": True}
             if os.name == "posix"
@@ -110,7 +112,13 @@ class EngineProcess:
         stream.close()
 
     def poll(self) -> list[dict]:
-        """New progress events since the last call; updates ``state``, ``error`` and ``log``."""
+        """New progress events since the last call; updates ``state``, ``error`` and ``log``.
+
+        After ``request_cancel`` it also kills what is left of the engine once ``cancel_grace`` has passed.
+        """
+        if self._kill_at is not None and time.monotonic() > self._kill_at and _tree_alive(self.process):
+            _signal_tree(self.process, force=True)
+            self._kill_at = None
         events = self._drain()
         if self.state == "running" and self.process.poll() is not None:
             for t in self._readers:
@@ -155,6 +163,21 @@ class EngineProcess:
         self.process.wait(timeout=timeout)
         self.poll()
         return self.state
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the engine and every child it started have ended."""
+        return not _tree_alive(self.process)
+
+    def request_cancel(self) -> None:
+        """Ask the engine to stop (SIGTERM, so it removes its staging folder) and return at once.
+
+        ``poll()`` sends SIGKILL to whatever still runs after ``cancel_grace``; ``stopped`` says when it is over.
+        """
+        if self.process.poll() is None and self.state == "running":
+            self.state = "cancelled"
+            _signal_tree(self.process, force=False)
+            self._kill_at = time.monotonic() + self.cancel_grace
 
     def cancel(self, grace: float = 10.0) -> None:
         """Stop the engine and all its children (PythonSlicer starts python as a child).

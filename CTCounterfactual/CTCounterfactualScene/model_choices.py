@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -31,15 +32,16 @@ class ModelChoice:
 def model_choices(kind: str, cache: str | None = None) -> list[ModelChoice]:
     """Catalog entries of ``kind`` with their state, read through the engine's model store.
 
-    Without torch (the PyTorch extension installs it on the first run) the engine cannot be
-    imported; the catalog file is then listed as is, with state ``unknown``.
+    Without torch (the PyTorch extension installs it on the first Generate) the engine cannot be
+    imported; the catalog file is then read as is: bundled files are checked against their SHA256,
+    downloadable ones show ``unknown`` until torch is there.
     """
     try:
         from CTCounterfactualLib.store.cache import model_states, target_names
     except ImportError:
         doc = json.loads(CATALOG.read_text())
         return [
-            ModelChoice(e["name"], e["kind"], "unknown", list(e.get("targets", [])), e.get("notes", ""))
+            ModelChoice(e["name"], e["kind"], _state_without_engine(e), list(e.get("targets", [])), e.get("notes", ""))
             for e in doc["models"]
             if e["kind"] == kind
         ]
@@ -48,6 +50,16 @@ def model_choices(kind: str, cache: str | None = None) -> list[ModelChoice]:
         for e, state in model_states(cache)
         if e.kind == kind
     ]
+
+
+def _state_without_engine(entry: dict) -> str:
+    """``bundled`` when the file shipped beside the catalog is intact, ``damaged`` if not, else ``unknown``."""
+    if "file" not in entry:
+        return "unknown"
+    path = CATALOG.parent / entry["file"]
+    if not path.is_file():
+        return "damaged"
+    return "bundled" if hashlib.sha256(path.read_bytes()).hexdigest() == entry.get("sha256") else "damaged"
 
 
 def targets_of_file(path: str) -> list[str]:

@@ -63,9 +63,13 @@ def register_layout(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLLayoutNode:
 
 
 def restore_layout(scene: slicer.vtkMRMLScene) -> bool:
-    """After loading a scene: re-register a layout stored by ``register_layout``; True if one was."""
+    """After loading a scene: register the result layout again; True if the scene uses or stored it.
+
+    The XML comes from the layout node's attribute, or is ours when the node is set to our id (Slicer
+    5.10's layout node copy drops attributes on import).
+    """
     node = layout_node(scene)
-    xml = node.GetAttribute(LAYOUT_ATTRIBUTE)
+    xml = node.GetAttribute(LAYOUT_ATTRIBUTE) or (LAYOUT_XML if node.GetViewArrangement() == LAYOUT_ID else None)
     if not xml:
         return False
     _describe(node, xml)
@@ -76,8 +80,11 @@ def _describe(node: slicer.vtkMRMLLayoutNode, xml: str) -> None:
     """Register ``xml`` as the result layout (Add refuses an id that exists, Set one that does not)."""
     if node.IsLayoutDescription(LAYOUT_ID):
         node.SetLayoutDescription(LAYOUT_ID, xml)
-    else:
-        node.AddLayoutDescription(LAYOUT_ID, xml)
+        return
+    node.AddLayoutDescription(LAYOUT_ID, xml)
+    if node.GetViewArrangement() == LAYOUT_ID:  # Add does not rebuild a layout that is already showing
+        node.SetViewArrangement(node.SlicerLayoutNone)
+        node.SetViewArrangement(LAYOUT_ID)
 
 
 def slice_node(scene: slicer.vtkMRMLScene, view: str) -> slicer.vtkMRMLSliceNode | None:

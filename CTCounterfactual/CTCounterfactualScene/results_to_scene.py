@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import slicer
+import vtk
 
 from .chunk_plot import chunk_table, prediction_chart, read_chunk_rows
 from .contract import protocol
@@ -58,11 +59,36 @@ def _result_folder(scene: slicer.vtkMRMLScene, input_node, name: str) -> int:
     return sh.CreateFolderItem(parent, scene.GenerateUniqueName(name))
 
 
+def _node_ids(scene: slicer.vtkMRMLScene) -> set[str]:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
 def load_results(
     scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVolumeNode, out_dir: str | os.PathLike
 ) -> ResultNodes:
-    """Load every output in ``out_dir`` as nodes, place them under the input's study, show the layout."""
-    out = Path(out_dir)
+    """Load every output in ``out_dir`` as nodes, place them under the input's study, show the layout.
+
+    All or nothing: when an output cannot be loaded, the nodes and the folder added so far are removed.
+    """
+    before = _node_ids(scene)
+    sh = _subject_hierarchy(scene)
+    items = vtk.vtkIdList()
+    sh.GetItemChildren(sh.GetSceneItemID(), items, True)
+    items_before = {items.GetId(i) for i in range(items.GetNumberOfIds())}
+    try:
+        return _load_results(scene, input_node, Path(out_dir))
+    except Exception:
+        for node_id in _node_ids(scene) - before:
+            node = scene.GetNodeByID(node_id)
+            if node is not None and not node.IsA("vtkMRMLSubjectHierarchyNode"):
+                scene.RemoveNode(node)
+        sh.GetItemChildren(sh.GetSceneItemID(), items, True)  # what is left: the new folder
+        for item in sorted({items.GetId(i) for i in range(items.GetNumberOfIds())} - items_before, reverse=True):
+            sh.RemoveItem(item, False, False)
+        raise
+
+
+def _load_results(scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVolumeNode, out: Path) -> ResultNodes:
     summary = json.loads((out / protocol.SUMMARY_JSON).read_text())
     target = summary["target"]["name"]
     base = f"{input_node.GetName()} CF {target}"
@@ -74,6 +100,9 @@ def load_results(
             raise ValueError(f"{file_name} in {out} does not have the geometry of {input_node.GetName()}")
         node.SetAttribute(ROLE, role)
         nodes[role] = node
+    for node in nodes.values():
+        # read from the run's temporary folder, which goes away: every save path must write them again
+        node.StorableModified()
     show_as_heatmap(scene, nodes["heatmap"], HEATMAP_THRESHOLD_SHARE)
     table = chunk_table(scene, read_chunk_rows(out / protocol.CHUNKS_CSV), f"{base} chunks")
     chart, series = prediction_chart(scene, table, target, f"{base} predictions")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from CTCounterfactualLib import __version__
+from CTCounterfactualLib.cli.batch import add_batch
 from CTCounterfactualLib.cli.demo import add_demo
 from CTCounterfactualLib.cli.evaluate import add_evaluate
 from CTCounterfactualLib.cli.explain import add_explain
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training(sub)
     add_models_parser(sub)
     add_evaluate(sub)
+    add_batch(sub)
     return parser
 
 

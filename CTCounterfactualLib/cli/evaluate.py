@@ -6,8 +6,9 @@ import argparse
 import shlex
 from contextlib import closing
 
+from CTCounterfactualLib.cli.executor import add_executor_options, executor_spec
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.params import PROGRESS_KINDS
+from CTCounterfactualLib.params import DEFAULT_EXECUTOR, PROGRESS_KINDS
 from CTCounterfactualLib.progress import JsonProgress, make_progress
 from CTCounterfactualLib.protocol import DONE
 
@@ -45,11 +46,11 @@ def add_evaluate(sub) -> None:
     p.add_argument(
         "--chunk-sizes", default=None, help="chunk sizes to sweep, with all/joint (default 1,5,10,12,20,all,joint)"
     )
-    p.add_argument("--workers", type=int, default=None, help="processes (default: min(CPU count, volumes))")
     p.add_argument("--phantom-slices", type=int, default=None, help="slices per phantom (default 32)")
     p.add_argument("--lungsize-volumes", type=int, default=10, help="volumes given the lung-size sweep (default 10)")
     p.add_argument("--no-saliency", action="store_true", help="skip the captum saliency baselines")
     p.add_argument("--progress", choices=PROGRESS_KINDS, default="bar")
+    add_executor_options(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -67,8 +68,16 @@ def effective_command(args: argparse.Namespace) -> str:
         parts += ["--phantom-slices", str(slices)]
     parts += ["--chunk-size", str(args.chunk_size), "--chunk-sizes", ",".join(args.sweep_entries)]
     parts += ["--lungsize-volumes", str(args.lungsize_volumes)]
+    if args.executor != DEFAULT_EXECUTOR:
+        parts += ["--executor", args.executor]
     if args.workers is not None:
         parts += ["--workers", str(args.workers)]
+    if args.ray_address:
+        parts += ["--ray-address", args.ray_address]
+    if args.cpus_per_worker != 1:
+        parts += ["--cpus-per-worker", f"{args.cpus_per_worker:g}"]
+    if args.gpus_per_worker:
+        parts += ["--gpus-per-worker", f"{args.gpus_per_worker:g}"]
     if args.no_saliency:
         parts.append("--no-saliency")
     return " ".join(shlex.quote(p) for p in parts)
@@ -86,8 +95,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.chunk_size < 1:
         raise CTCFError(f"--chunk-size must be at least 1 (got {args.chunk_size})")
-    if args.workers is not None and args.workers < 1:
-        raise CTCFError(f"--workers must be at least 1 (got {args.workers})")
+    executor = executor_spec(args)
     if args.cohort:
         if args.seed is not None or args.phantom_slices is not None:
             raise CTCFError("--seed and --phantom-slices apply to phantoms; leave them out with --cohort")
@@ -108,7 +116,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     with closing(make_progress(args.progress)) as progress:
         result = run_evaluation(
-            args.out, items, settings, args.workers, args.lungsize_volumes, effective_command(args), progress
+            args.out, items, settings, executor, args.lungsize_volumes, effective_command(args), progress
         )
     t = result["summary"]["table1"]
     rows = t["rows"]

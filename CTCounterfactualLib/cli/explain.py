@@ -70,6 +70,21 @@ def add_explain(sub) -> None:
     )
     p.add_argument("input", help="CT volume: .nrrd, .nii/.nii.gz, .mha, or a DICOM series folder")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
+    add_model_options(p)
+    add_explain_options(p)
+    p.add_argument(
+        "--progress",
+        choices=PROGRESS_KINDS,
+        default="bar",
+        help="bar (stderr), json (one JSON object per line on stdout) or none",
+    )
+    add_trust_option(p)
+    add_search_options(p)
+    p.set_defaults(func=_run_explain)
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """--autoencoder, --autoencoder-config, --classifier, --classifier-format, --cache-dir (explain, batch)."""
     p.add_argument(
         "--autoencoder",
         required=True,
@@ -87,8 +102,12 @@ def add_explain(sub) -> None:
         "(default: the catalog entry's format, else torchscript)",
     )
     p.add_argument("--cache-dir", help="download cache of catalog models (default: $CTCF_CACHE_DIR or the platform's)")
-    p.add_argument("--target", required=True, help="target name (case-insensitive) or index")
-    p.add_argument("--slices", type=_slice_range, help="slice range A:B, B exclusive (default: all slices)")
+
+
+def add_explain_options(p: argparse.ArgumentParser, per_row: str = "") -> None:
+    """--target ... --sweep (explain, batch); ``per_row`` (batch) says where --target/--slices may also come from."""
+    p.add_argument("--target", required=not per_row, help=f"target name (case-insensitive) or index{per_row}")
+    p.add_argument("--slices", type=_slice_range, help=f"slice range A:B, B exclusive (default: all slices){per_row}")
     p.add_argument(
         "--chunk-size",
         type=int,
@@ -130,27 +149,20 @@ def add_explain(sub) -> None:
         action="store_true",
         help="also write sweep/: the output chunk's lambda sweep, one NRRD of its slices per frame + sweep.csv",
     )
-    p.add_argument(
-        "--progress",
-        choices=PROGRESS_KINDS,
-        default="bar",
-        help="bar (stderr), json (one JSON object per line on stdout) or none",
-    )
+
+
+def add_trust_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-checkpoint",
         action="store_true",
         help="allow weight files that contain pickled Python objects (only for files you trust; catalog models "
         "verified against their SHA256 are allowed without it)",
     )
-    add_search_options(p)
-    p.set_defaults(func=_run_explain)
 
 
-def _run_explain(args: argparse.Namespace) -> int:
-    from CTCounterfactualLib.jobs.explain_file import explain_file
-
-    search = search_params_from(args)
-    cfg = ExplainConfig(
+def explain_config(args: argparse.Namespace) -> ExplainConfig:
+    """The ExplainConfig of options added by ``add_explain_options`` and ``add_search_options``."""
+    return ExplainConfig(
         target=args.target,
         slices=args.slices,
         chunk_size=args.chunk_size,
@@ -158,11 +170,17 @@ def _run_explain(args: argparse.Namespace) -> int:
         faithful=args.faithful,
         batch_size=args.batch_size,
         keep_sweep=args.sweep,
-        search=search,
+        search=search_params_from(args),
         device=args.device,
         search_resolution=args.search_resolution,
         output_map=args.output_map,
     )
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from CTCounterfactualLib.jobs.explain_file import explain_file
+
+    cfg = explain_config(args)
     with closing(make_progress(args.progress)) as progress:
         summary = explain_file(
             args.input,

@@ -1,20 +1,23 @@
-"""``run_evaluation``: the cohort through the pool, then statistics and the report folder."""
+"""``run_evaluation``: the cohort on the batch executors (local pool or Ray), then statistics and the report."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+from contextlib import closing
 from pathlib import Path
 
 import torch
 
 from CTCounterfactualLib import __version__
+from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.evaluation.aggregate import summarize
 from CTCounterfactualLib.evaluation.cohort import CohortItem
-from CTCounterfactualLib.evaluation.pool import default_workers, run_tasks
 from CTCounterfactualLib.evaluation.settings import EvalSettings
+from CTCounterfactualLib.evaluation.volume_task import EvalWorkerFactory
 from CTCounterfactualLib.evaluation.writer import write_evaluation
+from CTCounterfactualLib.jobs.executors import ExecutorSpec, local_workers, run_tasks
 from CTCounterfactualLib.progress import Progress, noop_progress
 from CTCounterfactualLib.store.catalog import read_catalog
 
@@ -49,14 +52,15 @@ def run_evaluation(
     out_dir: str | os.PathLike,
     items: list[CohortItem],
     settings: EvalSettings,
-    workers: int | None = None,
+    executor: ExecutorSpec | None = None,
     lungsize_volumes: int = 10,
     command: str = "",
     progress: Progress = noop_progress,
 ) -> dict:
     """Evaluate every volume, write the report into ``out_dir``; returns evaluation.json's content (less volumes)."""
     t0 = time.perf_counter()
-    workers = default_workers(len(items)) if workers is None else max(1, min(workers, len(items)))
+    executor = executor or ExecutorSpec()
+    workers = local_workers(executor, len(items)) if executor.kind == "local" else executor.workers or "auto"
     picks = _lungsize_picks(items, lungsize_volumes if settings.lungsize else 0)
     example = next((i.name for i in items if i.label == 1 and (i.source == "phantom" or i.mask)), None)
     first_lung = next((i.name for i in items if i.name in picks), None)
@@ -64,8 +68,14 @@ def run_evaluation(
     tasks = [
         (i, dataclasses.replace(settings, lungsize=i.name in picks), i.name in (example, first_lung)) for i in items
     ]
-    progress("evaluate", 0, len(tasks), f"{len(tasks)} volumes on {workers} worker(s)")
-    rows = run_tasks(tasks, workers, lambda done, total, msg: progress("evaluate", done, total, msg))
+    progress("evaluate", 0, len(tasks), f"{len(tasks)} volumes on {workers} {executor.kind} worker(s)")
+    rows: list[dict | None] = [None] * len(tasks)
+    with closing(run_tasks(EvalWorkerFactory(executor.threads()), tasks, executor)) as finished:
+        for done, (i, row) in enumerate(finished, start=1):
+            if "error" in row:  # every volume feeds the statistics: the first failure stops the run
+                raise CTCFError(f"volume {row['name']} failed: {row['error']}")
+            rows[i] = row
+            progress("evaluate", done, len(tasks), f"{row['name']} done")
     entries = settings.entries()
     summary = summarize(rows, settings.chunk_size, entries)
     catalog = read_catalog()
@@ -73,6 +83,7 @@ def run_evaluation(
         "command": command,
         "cohort": {"description": _describe(items), "items": [i.to_dict() for i in items]},
         "settings": {**dataclasses.asdict(settings), "entries": entries, "lungsize_volumes": sorted(picks)},
+        "executor": executor.kind,
         "workers": workers,
         "example": example,
         "models": {n: {"name": n, "file": catalog[n].file, "sha256": catalog[n].sha256} for n in BUNDLED},

@@ -1,6 +1,7 @@
 """Every experiment on one volume, in a worker process; returns a plain dict (no tensors).
 
-Workers load the bundled models once (``init_worker``) and run one volume per task. A failure
+Workers (``jobs.executors``: a process pool or Ray actors) load the bundled models once
+(``EvalWorkerFactory``) and run one volume per task. A failure
 comes back as ``{"error": ...}`` naming the volume, so the parent can report it in one line.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,15 +27,31 @@ from CTCounterfactualLib.method.explain import ExplainConfig, ExplainResult, exp
 _MODELS: dict = {}
 
 
-def init_worker() -> None:
-    """Process initializer: one thread (workers share the cores) and the bundled models, loaded once."""
+def init_worker(threads: int = 1) -> None:
+    """Once per worker: its torch threads (workers share the cores) and the bundled models."""
     from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     if not _MODELS:
         _MODELS["ae"], _ = load_bundled_autoencoder("demo-vqgan")
         _MODELS["effusion"], _ = load_bundled_classifier("demo-effusion")
         _MODELS["lungsize"], _ = load_bundled_classifier("demo-lungsize")
+
+
+@dataclass(frozen=True)
+class EvalWorkerFactory:
+    """The worker recipe for ``jobs.executors``: loads the models, returns the task function."""
+
+    threads: int = 1
+
+    def __call__(self):
+        init_worker(self.threads)
+        return run_packed_task
+
+
+def run_packed_task(task: tuple) -> dict:
+    """``run_task`` on an (item, settings, keep_figures) tuple."""
+    return run_task(*task)
 
 
 def run_task(item: CohortItem, settings: EvalSettings, keep_figures: bool) -> dict:

@@ -1,1 +1,1 @@
-"""Whole jobs on files: explain a file into an output folder, the demo and its report."""
+"""Whole jobs on files: explain a file (or a manifest of many, ``ctcf batch``) into output folders, the demo."""

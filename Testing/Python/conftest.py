@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "CTCounterfactual")
 
 import pytest  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
+from slicer_harness.session import SLICER_VERSIONS  # noqa: E402
 
 from CTCounterfactualLib.data.volume_io import Geometry, read_volume, write_volume  # noqa: E402
 from CTCounterfactualLib.training.tiny_models import save_tiny_models  # noqa: E402
@@ -68,3 +69,13 @@ def swept_run(tmp_path_factory, small_ct, tiny_model_files) -> Path:
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(params=SLICER_VERSIONS)
+def slicer_app(request, tmp_path):
+    """A Slicer session of each supported version with the module loaded (panel not opened yet)."""
+    from slicer_module_stand import start_slicer
+
+    session = start_slicer(request.param, tmp_path / f"slicer-{request.param}")
+    yield session
+    session.close()

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# the wheel's venv must see nothing of the source tree or the development venv
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +29,24 @@ def wheel_venv(tmp_path_factory) -> Path:
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
         check=True,
         cwd=tmp,
+        env=CLEAN_ENV,
     )
     (wheel,) = dist.glob("ctcounterfactual-*.whl")
     env_dir = tmp / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
     subprocess.run(
-        [py, "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), str(wheel)], check=True, cwd=tmp
+        [py, "-m", "pip", "install", "-q", "-c", str(ROOT / "constraints.txt"), str(wheel)],
+        check=True,
+        cwd=tmp,
+        env=CLEAN_ENV,
     )
     return env_dir
 
 
 def _run(env_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return subprocess.run(
-        [str(env_dir / "bin" / "ctcf"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [str(env_dir / "bin" / "ctcf"), *args], cwd=cwd, env=CLEAN_ENV, capture_output=True, text=True, timeout=900
     )
 
 
@@ -49,6 +54,7 @@ def test_wheel_installs_the_engine_not_the_source_tree(wheel_venv: Path, tmp_pat
     out = subprocess.run(
         [str(wheel_venv / "bin" / "python"), "-c", "import CTCounterfactualLib; print(CTCounterfactualLib.__file__)"],
         cwd=tmp_path,
+        env=CLEAN_ENV,
         capture_output=True,
         text=True,
         check=True,

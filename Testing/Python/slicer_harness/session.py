@@ -1,0 +1,245 @@
+"""One Slicer session without the application: Slicer's real Python layer over real MRML, stand-ins for the rest.
+
+``SlicerSession(version, home)`` puts in ``sys.modules`` the ``slicer`` package executed from Slicer's own
+source for that release (``__init__.py``, ``util.py``, ``ScriptedLoadableModule.py``, ``i18n.py``,
+``parameterNodeWrapper/``, ``packaging.py``), with the MRML classes of PyPI slicer-core in its namespace,
+as Slicer's kits put them there; ``qt`` and ``ctk`` are the stand-ins. It loads a scripted module the way
+Slicer's module factory does, and opens its panel the way the module panel does. ``close()`` gives the
+test process back its own modules.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from pathlib import Path
+
+import slicer_core
+import vtk
+
+from . import ctk_standin, mrml_widgets
+from . import qt_standin as qt
+from .application import Application
+
+REPO = Path(__file__).resolve().parents[3]
+SLICER_VERSIONS = ("5.10.0", "5.12.3")
+# PythonQt classes that the Slicer layer names (guiConnectors checks widget types against them)
+QMRML_CLASSES = (
+    "qMRMLWidget",
+    "qSlicerWidget",
+    "qMRMLNodeComboBox",
+    "qMRMLSliderWidget",
+    "qMRMLSpinBox",
+    "qMRMLRangeWidget",
+    "qSlicerFileDialog",
+    "qMRMLPlotWidget",
+    "qMRMLPlotView",
+)
+
+
+def slicer_python_dir() -> Path | None:
+    """Slicer's Python layer: ``$CTCF_SLICER_PYTHON``, else ``../shared/slicer-python`` beside the clone."""
+    env = os.environ.get("CTCF_SLICER_PYTHON")
+    path = Path(env) if env else REPO.parent / "shared" / "slicer-python"
+    return path if (path / "v5.12.3" / "slicer" / "ScriptedLoadableModule.py").is_file() else None
+
+
+def _ours(name: str) -> bool:
+    """Modules that belong to one session (the test process has its own ``slicer`` from PyPI)."""
+    top = name.split(".")[0]
+    return top in ("slicer", "qt", "ctk", "PyTorchUtils", "CTCounterfactual", "CTCounterfactualScene")
+
+
+def new_app_scene() -> tuple[slicer_core.vtkMRMLScene, list]:
+    """A scene with the logics the application attaches (colours, subject hierarchy, sequences, layout)."""
+    scene = slicer_core.vtkMRMLScene()
+    slicer_core.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
+    logics = [
+        slicer_core.vtkMRMLColorLogic(),
+        slicer_core.vtkSlicerSubjectHierarchyModuleLogic(),
+        slicer_core.vtkSlicerSequencesLogic(),
+        slicer_core.vtkMRMLLayoutLogic(),
+    ]
+    for logic in logics:
+        logic.SetMRMLScene(scene)
+    # Slicer starts in the Conventional layout: Red, Yellow, Green and a 3D view exist from the start
+    logics[-1].GetLayoutNode().SetViewArrangement(slicer_core.vtkMRMLLayoutNode.SlicerLayoutConventionalView)
+    return scene, logics
+
+
+class ModuleParent(qt.QObject):
+    """qSlicerScriptedLoadableModule: what ``ScriptedLoadableModule.__init__`` fills in."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = str(path)
+        self.title = ""
+        self.categories: list[str] = []
+        self.dependencies: list[str] = []
+        self.contributors: list[str] = []
+        self.helpText = ""
+        self.acknowledgementText = ""
+        self.icon = None
+        self.hidden = False
+
+
+class ModuleWidgetParent(mrml_widgets.qSlicerWidget):
+    """qSlicerScriptedLoadableModuleWidget: the panel's container, with ``isEntered``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setLayout(qt.QVBoxLayout())
+        self.isEntered = False
+
+
+class SlicerSession:
+    """Slicer ``version`` (e.g. "5.12.3") in this process, its home (``bin/PythonSlicer``) under ``home``."""
+
+    def __init__(self, version: str, home: Path) -> None:
+        self.version = version
+        self.home = Path(home)
+        source = slicer_python_dir()
+        if source is None:
+            raise RuntimeError("Slicer's Python layer (../shared/slicer-python) is not here")
+        self.source = source
+        self.saved = {k: m for k, m in sys.modules.items() if _ours(k)}
+        self.saved_path = list(sys.path)
+        self.saved_env = os.environ.get("PATH", "")
+        for k in self.saved:
+            del sys.modules[k]
+        qt.QSettings.STORE = {}
+        qt.QFileDialog.ANSWERS = []
+        ctk_standin.ctkMessageBox.ANSWERS = []
+        ctk_standin.ctkMessageBox.SHOWN = []
+        (self.home / "bin").mkdir(parents=True, exist_ok=True)
+        (self.home / "tmp").mkdir(exist_ok=True)
+        self._python_slicer()
+        self.startup_env = dict(os.environ)  # the environment before the launcher added Slicer's own paths
+        os.environ["PATH"] = str(self.home / "bin") + os.pathsep + self.saved_env  # as Slicer's launcher does
+        self.scene, self.logics = new_app_scene()
+        self.app = Application(self.scene, self.logics[-1], version, self.home, self.startup_env)
+        self.slicer = self._slicer_package()
+        sys.path.insert(0, str(source / "SlicerPyTorch"))
+        self.modules: dict[str, types.ModuleType] = {}
+        self.closed = False
+
+    def _python_slicer(self) -> None:
+        """``bin/PythonSlicer``: Slicer's Python interpreter; here, the project's own Python."""
+        launcher = self.home / "bin" / "PythonSlicer"
+        launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        launcher.chmod(0o755)
+
+    def _slicer_package(self) -> types.ModuleType:
+        root = self.source / f"v{self.version}" / "slicer"
+        sys.modules["qt"] = qt
+        sys.modules["ctk"] = ctk_standin
+        module = types.ModuleType("slicer")
+        module.__file__ = str(root / "__init__.py")
+        module.__path__ = [str(root)]
+        module.__package__ = "slicer"
+        sys.modules["slicer"] = module
+        exec(compile((root / "__init__.py").read_text(), module.__file__, "exec"), module.__dict__)
+        for name in dir(slicer_core):  # what Slicer's kits (MRMLCore, MRMLLogic, module logics) add
+            if not name.startswith("_"):
+                setattr(module, name, getattr(slicer_core, name))
+        for name in QMRML_CLASSES:
+            setattr(module, name, getattr(mrml_widgets, name))
+        module.app = self.app
+        module.mrmlScene = self.scene
+        import slicer.util  # noqa: F401  (Slicer's application imports it at startup)
+
+        return module
+
+    def load_module(self, path: Path) -> types.ModuleType:
+        """Load a scripted module as Slicer's factory does: its folder on sys.path, executed under its name."""
+        name = path.stem
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        parent = ModuleParent(path)
+        instance = getattr(module, name)(parent)
+        setattr(self.slicer.modules, name.lower(), parent)
+        setattr(self.slicer.modules, f"{name}Instance", instance)
+        setattr(self.slicer.moduleNames, name, name)
+        self.modules[name] = module
+        return module
+
+    def startup_completed(self) -> None:
+        self.app.emit("startupCompleted()")
+        self.app.processEvents()
+
+    def open_panel(self, name: str):
+        """The first time the user selects the module: the widget is made and ``setup()`` runs, then ``enter()``."""
+        parent = ModuleWidgetParent()
+        parent.setMRMLScene(self.scene)
+        widget = getattr(self.modules[name], f"{name}Widget")(parent)
+        widget.setup()
+        setattr(self.slicer.modules, f"{name}Widget", widget)
+        self.enter(widget)
+        return widget
+
+    def enter(self, widget) -> None:
+        widget.parent.isEntered = True
+        widget.enter()
+
+    def exit(self, widget) -> None:
+        widget.exit()
+        widget.parent.isEntered = False
+
+    def unload(self, widget) -> None:
+        """Application exit: the module manager announces the unload (``cleanup()`` runs)."""
+        self.app.moduleManager().emit("moduleAboutToBeUnloaded(QString)", widget.moduleName)
+
+    def close_scene(self) -> None:
+        """File / Close scene."""
+        self.scene.Clear(False)
+
+    def load_scene(self, path: Path) -> None:
+        """File / Load scene (an .mrb): ``slicer.util.loadScene``."""
+        self.slicer.util.loadScene(str(path))
+
+    def save_scene_to_folder(self, folder: Path) -> Path:
+        """File / Save with the dialog's defaults: nodes modified since read (or never stored) are written
+        into ``folder/Data``; the others keep the file they were read from. Returns the .mrml."""
+        data = Path(folder) / "Data"
+        data.mkdir(parents=True, exist_ok=True)
+        for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLStorableNode")):
+            node = self.scene.GetNthNodeByClass(i, "vtkMRMLStorableNode")
+            storage = node.GetStorageNode()
+            if storage is None:
+                if node.GetHideFromEditors() or not node.AddDefaultStorageNode():
+                    continue
+                storage = node.GetStorageNode()
+            elif not node.GetModifiedSinceRead():
+                continue
+            name = "".join(c if c.isalnum() else "_" for c in node.GetName())
+            storage.SetFileName(str(data / f"{name}.{storage.GetDefaultWriteFileExtension()}"))
+            if not storage.WriteData(node):
+                raise RuntimeError(f"cannot write {node.GetName()}")
+        mrml = Path(folder) / "scene.mrml"
+        self.scene.SetRootDirectory(str(folder))
+        self.scene.SetURL(str(mrml))
+        self.scene.Commit()
+        return mrml
+
+    def close(self) -> None:
+        """Give the process back its own modules (the PyPI ``slicer``, the scene package under it)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.scene.RemoveAllObservers()  # the panels' observers must not outlive this session's objects
+        for k in [k for k in sys.modules if _ours(k)]:
+            del sys.modules[k]
+        sys.modules.update(self.saved)
+        sys.path[:] = self.saved_path
+        os.environ["PATH"] = self.saved_env
+        for logic in self.logics:
+            logic.SetMRMLScene(None)
+
+
+def vtk_collection_items(collection: vtk.vtkCollection) -> list:
+    return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]

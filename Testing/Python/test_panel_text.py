@@ -1,0 +1,29 @@
+"""The panel's status and results wording, from real progress numbers and a real run's summary."""
+
+from __future__ import annotations
+
+import json
+
+from CTCounterfactualScene.panel_text import done_text, duration, progress_text, results_text
+
+
+def test_durations():
+    assert [duration(s) for s in (0.4, 42, 185, 3725)] == ["0 s", "42 s", "3 min 05 s", "1 h 02 min"]
+
+
+def test_progress_line_has_stage_count_elapsed_and_time_left():
+    line = progress_text("search", "chunk 2 of 4", 1, 4, 30.0)
+    assert line == "search: chunk 2 of 4 · 1/4 · 30 s elapsed · about 1 min 30 s left"
+    assert progress_text("load", "", 0, 0, 2.0) == "load · 2 s elapsed"  # no count, no estimate yet
+
+
+def test_results_text_from_a_run(swept_run):
+    summary = json.loads((swept_run / "summary.json").read_text())
+    text = results_text(summary)
+    chunk = summary["output_chunk"]
+    assert f"slices {chunk['start']}-{chunk['end'] - 1}" in text
+    assert f"counterfactual {summary['predictions']['counterfactual']:.3f}" in text
+
+
+def test_done_text():
+    assert done_text(185) == "Done in 3 min 05 s; the results are in the scene and below."

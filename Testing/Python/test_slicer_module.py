@@ -1,0 +1,172 @@
+"""The Slicer module executed on Slicer's real Python layer (5.10.0 and 5.12.3): panel, inputs, dependencies."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from slicer_harness import ctk_standin
+from slicer_harness import qt_standin as qt
+from slicer_module_stand import NAME, SKIP, load_volume
+
+pytestmark = SKIP
+
+
+def _depth(node) -> int:
+    return node.GetImageData().GetDimensions()[2]
+
+
+def test_panel_opens_and_binds_the_parameter_node(slicer_app, small_ct):
+    node = load_volume(slicer_app, small_ct, "chest")
+    widget = slicer_app.open_panel(NAME)
+    p = widget._parameterNode
+    assert p.inputVolume is node and widget.ui.inputVolumeSelector.currentNode() is node
+    assert (p.sliceRange.minimum, p.sliceRange.maximum) == (0, _depth(node) - 1)
+    assert widget.ui.sliceRangeWidget.maximum == _depth(node) - 1
+    assert widget.ui.applyButton.enabled
+    # a value typed in the panel lands in the parameter node (the scene), and back
+    widget.ui.chunkSizeSpinBox.value = 4
+    assert p.chunkSize == 4
+    p.mode = "joint"
+    assert widget.ui.modeSelector.currentText == "joint"
+
+
+def test_choosing_a_ct_with_another_slice_count(slicer_app, small_ct, tmp_path):
+    import SimpleITK as sitk
+
+    first = load_volume(slicer_app, small_ct, "chest")
+    image = sitk.ReadImage(str(small_ct))[:, :, :10]
+    sitk.WriteImage(image, str(tmp_path / "short.nrrd"))
+    widget = slicer_app.open_panel(NAME)
+    second = load_volume(slicer_app, tmp_path / "short.nrrd", "short")
+    widget.ui.inputVolumeSelector.setCurrentNode(second)  # the user picks the other CT
+    p = widget._parameterNode
+    assert p.inputVolume is second and widget.ui.inputVolumeSelector.currentNode() is second
+    assert (p.sliceRange.minimum, p.sliceRange.maximum) == (0, 9)
+    assert widget.logic.request(p, "in.nrrd", "out").slices is None  # all slices of the new CT
+    widget.ui.inputVolumeSelector.setCurrentNode(first)
+    assert (p.sliceRange.minimum, p.sliceRange.maximum) == (0, _depth(first) - 1)
+
+
+def test_bundled_models_are_usable_without_torch_and_generate_offers_the_install(slicer_app, small_ct, monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)  # a fresh Slicer: `import torch` fails
+    load_volume(slicer_app, small_ct, "chest")
+    widget = slicer_app.open_panel(NAME)
+    assert widget.choices["demo-vqgan"].usable and widget.choices["demo-effusion"].usable
+    assert widget.ui.applyButton.enabled and not widget.ui.downloadModelButton.enabled
+    installs = []
+    import PyTorchUtils
+
+    monkeypatch.setattr(PyTorchUtils.PyTorchUtilsLogic, "installTorch", lambda self, *a, **k: installs.append(a))
+    ctk_standin.ctkMessageBox.ANSWERS.append(qt.QMessageBox.Cancel)  # "No" to installing PyTorch
+    widget.ui.applyButton.click()
+    assert "PyTorch" in ctk_standin.ctkMessageBox.SHOWN[-1]
+    assert widget.job is None and not installs  # declined: nothing runs, nothing crashes
+    assert widget.ui.applyButton.enabled
+
+
+@pytest.mark.parametrize("answer", ["Ok", "Cancel"])
+def test_missing_python_packages_are_offered_and_no_is_respected(slicer_app, monkeypatch, answer):
+    """5.12 has slicer.packaging.pip_ensure, 5.10 only slicer.util.pip_install; "No" never raises."""
+    module = slicer_app.modules[NAME]
+    logic = module.CTCounterfactualLogic()
+    monkeypatch.setattr(module, "REQUIREMENTS", _requirements(slicer_app, "ctcf-not-a-real-package-xyz"))
+    installed = []
+    monkeypatch.setattr(slicer_app.slicer.util, "pip_install", lambda req, *a, **k: installed.append(req))
+    if hasattr(slicer_app.slicer, "packaging") or slicer_app.version >= "5.12":
+        import slicer.packaging
+
+        monkeypatch.setattr(slicer.packaging, "pip_install", lambda req, *a, **k: installed.append(req))
+    ctk_standin.ctkMessageBox.ANSWERS.append(getattr(qt.QMessageBox, answer))
+    assert logic.ensureDependencies() is (answer == "Ok")
+    assert bool(installed) is (answer == "Ok")
+    assert "ctcf-not-a-real-package-xyz" in ctk_standin.ctkMessageBox.SHOWN[-1]
+
+
+def _requirements(session, name: str):
+    path = session.home / "requirements.txt"
+    path.write_text(f"{name}\n")
+    return path
+
+
+def test_defaults_are_the_engines_and_every_option_is_bound(slicer_app):
+    from CTCounterfactualLib.params import HEATMAP_METHODS, SearchParams
+
+    widget = slicer_app.open_panel(NAME)
+    p, d = widget._parameterNode, SearchParams()
+    bound = {w.property("SlicerParameterName"): w for w in widget.parent.findChildren(qt.QWidget)}
+    bound.pop(None, None)
+    # the lists that depend on the catalog and the chosen classifier are filled by the module itself
+    assert set(p.allParameters) - set(bound) == {"autoencoder", "classifier", "target"}
+    engine = {
+        "predDiff": d.pred_diff,
+        "predFloor": d.pred_floor,
+        "stepSize": d.step_size,
+        "maxSteps": d.max_steps,
+        "maxPixelDiffPct": d.max_pixel_diff_pct,
+        "lambdaSweepSteps": d.lambda_sweep_steps,
+    }
+    for name, value in engine.items():
+        assert getattr(p, name) == pytest.approx(value) and bound[name].value == pytest.approx(value), name
+    methods = bound["heatmapMethod"]
+    assert p.heatmapMethod == d.heatmap_method == methods.currentText
+    assert tuple(methods.itemText(i) for i in range(methods.count)) == HEATMAP_METHODS
+
+
+def test_module_metadata_says_which_slicer(slicer_app):
+    parent = slicer_app.slicer.modules.ctcounterfactual
+    assert parent.title == "CT Counterfactual" and parent.categories == ["Explainability"]
+    assert "Slicer 5.10 or newer" in parent.helpText and "not for clinical" in parent.helpText
+    assert parent.icon is not None and os.path.isfile(parent.icon.path)
+
+
+def test_plain_words_advanced_options_and_the_research_line(slicer_app):
+    widget = slicer_app.open_panel(NAME)
+    ui = widget.ui
+    assert ui.disclaimerLabel.text == "Research software, not for clinical use." and ui.disclaimerLabel.visible
+    labels = (ui.autoencoderSelectorLabel.text, ui.targetSelectorLabel.text)
+    assert labels == ("Image model (VQ-GAN):", "Finding / output:")
+    advanced = ui.advancedCollapsibleButton
+    assert advanced.collapsed
+    for name in ("deviceSelector", "heatmapMethodSelector", "predDiffSpinBox", "stepSizeSpinBox"):
+        widget_ = getattr(ui, name)
+        assert widget_ in advanced.findChildren(qt.QWidget) and widget_.toolTip, name
+    assert not ui.resultsCollapsibleButton.visible  # no run yet
+
+
+def test_last_choices_are_offered_in_a_new_scene(slicer_app, small_ct):
+    widget = slicer_app.open_panel(NAME)
+    widget.ui.modeSelector.activate(widget.ui.modeSelector.findText("joint"))
+    widget.ui.chunkSizeSpinBox.value = 4
+    widget.ui.classifierSelector.activate(widget.ui.classifierSelector.findData("demo-lungsize"))
+    assert widget._parameterNode.classifier == "demo-lungsize"
+    slicer_app.close_scene()
+    p = widget._parameterNode
+    assert (p.mode, p.chunkSize, p.classifier) == ("joint", 4, "demo-lungsize")
+    assert widget.ui.modeSelector.currentText == "joint" and widget.ui.classifierSelector.currentData == "demo-lungsize"
+
+
+def test_slices_all_around_the_red_view_or_a_custom_range(slicer_app, small_ct):
+    from CTCounterfactualScene.volume_nodes import slice_center_ras
+
+    node = load_volume(slicer_app, small_ct, "chest")
+    widget = slicer_app.open_panel(NAME)
+    ui, p = widget.ui, widget._parameterNode
+    assert ui.sliceChoiceSelector.currentText == "All slices" and not ui.sliceRangeWidget.enabled
+    assert widget.logic.request(p, "in.nrrd", "out").slices is None
+    red = slicer_app.scene.GetNodeByID("vtkMRMLSliceNodeRed")
+    red.JumpSliceByCentering(*slice_center_ras(node, 12))
+    ui.sliceChoiceSelector.activate(ui.sliceChoiceSelector.findText("Around current slice"))
+    assert ui.aroundSlicesSpinBox.enabled and not ui.sliceRangeWidget.enabled
+    ui.aroundSlicesSpinBox.value = 3
+    assert widget.logic.request(p, "in.nrrd", "out").slices == (9, 16)
+    ui.sliceChoiceSelector.activate(ui.sliceChoiceSelector.findText("Custom range"))
+    assert ui.sliceRangeWidget.enabled
+    ui.sliceRangeWidget.setValues(4, 19)
+    assert widget.logic.request(p, "in.nrrd", "out").slices == (4, 20)
+    ui.sliceRangeWidget.setValues(-5, 500)  # the widget keeps the range inside the CT
+    assert widget.logic.request(p, "in.nrrd", "out").slices is None

@@ -1,0 +1,62 @@
+"""Render the module's panel for the README: the real .ui built by Qt offscreen, filled as after a run.
+
+    .venv/bin/python docs/make_panel_screenshot.py out/demo/scan/summary.json docs/slicer_panel.png
+
+The widgets are Qt's own (PySide6), with the CTK/qMRML classes drawn as their closest Qt widget
+(Testing/Python/plain_qt_panel.py); the texts are the module's (panel_text) for the given run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "CTCounterfactual"), str(ROOT / "Testing" / "Python")]
+
+from CTCounterfactualScene.panel_text import done_text, results_text  # noqa: E402
+from CTCounterfactualScene.slice_choice import SLICE_CHOICES  # noqa: E402
+from plain_qt_panel import load_panel  # noqa: E402
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+
+
+def main(summary_json: str = "out/demo/scan/summary.json", png: str = "docs/slicer_panel.png") -> None:
+    summary = json.loads(Path(summary_json).read_text())
+    panel = load_panel()
+
+    def find(name: str, cls=QtCore.QObject):
+        return panel.findChild(cls, name)
+
+    find("inputVolumeSelector").addItem("chest CT")
+    find("autoencoderSelector").addItem("demo-vqgan (bundled)")
+    find("classifierSelector").addItem("demo-effusion (bundled)")
+    find("targetSelector").addItem(summary["target"]["name"])
+    find("sliceChoiceSelector").addItems(list(SLICE_CHOICES))
+    find("aroundSlicesSpinBox").setEnabled(False)
+    find("sliceRangeWidget").setText("0 – 23")
+    find("sliceRangeWidget").setEnabled(False)
+    find("chunkSizeSpinBox").setValue(summary["chunk_size"])
+    find("modeSelector").setCurrentText(summary["mode"])
+    find("downloadModelButton").setVisible(False)
+    seconds = sum(v for v in summary.get("timings_s", {}).values() if isinstance(v, (int, float)))
+    find("statusLabel").setText(done_text(seconds))
+    find("applyButton").setEnabled(True)
+    find("resultsLabel").setText(results_text(summary))
+    find("resultsCollapsibleButton").setVisible(True)
+    find("heatmapThresholdSlider").setSuffix(" %")
+    for name in ("advancedCollapsibleButton", "logCollapsibleButton"):
+        box = find(name)
+        for child in box.findChildren(QtWidgets.QWidget):
+            child.setVisible(False)  # collapsed, as they open
+        box.setMaximumHeight(28)
+    panel.resize(460, 10)
+    panel.adjustSize()
+    panel.resize(460, panel.sizeHint().height())
+    if not panel.grab().save(png):
+        raise RuntimeError(f"cannot write {png}")
+    print(png)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
