@@ -43,7 +43,7 @@ if str(ENGINE_PARENT) not in sys.path:
 from CTCounterfactualScene.contract import params  # noqa: E402
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
-from CTCounterfactualScene.panel_text import done_text, progress_text, results_text  # noqa: E402
+from CTCounterfactualScene.panel_text import done_text, progress_text, results_text, results_title  # noqa: E402
 from CTCounterfactualScene.result_layout import (  # noqa: E402
     RESULT_VIEW,
     composite_node,
@@ -369,9 +369,10 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.logText.appendPlainText(str(e))
                     self.ui.logCollapsibleButton.collapsed = False
                     return
-                self.ui.statusLabel.text = done_text(time.monotonic() - job.started)
+                self.ui.statusLabel.text = done_text(time.monotonic() - job.started, result.summary)
                 self.lastResult = result
                 self.ui.resultsLabel.text = results_text(result.summary)
+                self.ui.resultsCollapsibleButton.text = results_title(result.summary)
                 self.ui.resultsCollapsibleButton.visible = True
                 self.onHeatmapDisplay()
                 slicer.app.processEvents()  # let the layout manager create the plot view first

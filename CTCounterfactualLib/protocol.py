@@ -68,6 +68,7 @@ SUMMARY_KEYS = (
     "flags",  # {"code", "message"}: the result is not to be read as an explanation (jobs/checks.py)
 )
 FLAG_KEYS = ("code", "message")
+FIDELITY_KEYS = ("mae_hu_body", "slope", "intercept", "body_voxels", "output_map")  # summary["fidelity"], when present
 PREDICTION_KEYS = ("input", "reconstruction", "counterfactual", "counterfactual_min")
 OUTPUT_CHUNK_KEYS = ("start", "end", "lambda")  # end exclusive
 
