@@ -52,6 +52,7 @@ from CTCounterfactualScene.result_layout import (  # noqa: E402
     show_result,
 )
 from CTCounterfactualScene.results_to_scene import INPUT_ID, ResultNodes, jump_to_chunk, load_results  # noqa: E402
+from CTCounterfactualScene.sample_data import register_demo_sample  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.slice_choice import ALL as ALL_SLICES  # noqa: E402
 from CTCounterfactualScene.slice_choice import AROUND, CUSTOM, SLICE_CHOICES, chosen_slices, current_slice  # noqa: E402
@@ -87,6 +88,7 @@ class CTCounterfactual(ScriptedLoadableModule):
             "Counterfactuals'. Example CT data: TotalSegmentator example (CC BY 4.0)."
         )
         slicer.app.connect("startupCompleted()", registerResultLayout)
+        slicer.app.connect("startupCompleted()", register_demo_sample)  # Sample Data: the demo chest CT
 
 
 def registerResultLayout() -> None:
