@@ -23,6 +23,31 @@ PROGRESS_KINDS = ("bar", "json", "none")
 EXECUTORS = ("local", "ray")  # ctcf batch / evaluate: a process pool on this machine, or Ray actors
 DEFAULT_EXECUTOR = "local"
 
+# Where the fast path runs the lambda search (--faithful always searches at the input's resolution):
+# "model": on the autoencoder's native slice grid when both models resize to a fixed size smaller than
+# the input (decoded slices are then upsampled once, for the outputs); "input": at the input's resolution.
+SEARCH_RESOLUTIONS = ("model", "input")
+DEFAULT_SEARCH_RESOLUTION = "model"
+
+# How the decoder's raw output becomes window units (--output-map; --faithful implies "reference"):
+# "reference": the convention's own output map; "calibrated": a robust linear fit of the reconstruction on
+# the input inside the body, on this volume; "auto": calibrated when the convention's output map is not the
+# inverse of its input map (the published CT VQ-GAN's (x+2)/4 after x*2-1), else reference.
+OUTPUT_MAPS = ("auto", "reference", "calibrated")
+DEFAULT_OUTPUT_MAP = "auto"
+
+# The lambda unit (--lambda-scale; --faithful implies "reference"): "reference" = raw gradient units (the
+# reference's numbers); "auto" = one unit of lambda moves the chunk's latents by LAMBDA_UNIT_RMS times
+# their own RMS (an RMS change over the chunk's latent elements), whatever the classifier's gradient scale.
+LAMBDA_SCALES = ("auto", "reference")
+DEFAULT_LAMBDA_SCALE = "auto"
+LAMBDA_UNIT_RMS = 1e-3
+
+# Autoencoder fidelity on the input (measured on every run, inside the body): warn outside these.
+FIDELITY_SLOPE_RANGE = (0.8, 1.25)
+FIDELITY_MAX_MAE_HU = 150.0
+BODY_THRESHOLD_HU = -500.0  # body mask: above this, holes (lungs, airways) filled slice by slice
+
 
 def _param(default, help: str, **extra):
     """A search parameter: its default and the help text its CLI option shows."""
@@ -42,6 +67,12 @@ class SearchParams:
     pred_floor: float = _param(0.05, "stop below this prediction")
     lambda_sweep_steps: int = _param(10, "sweep frames from the CF's lambda to 0")
     heatmap_method: str = _param("int", "how the sweep frames become the heatmap", choices=HEATMAP_METHODS)
+    lambda_scale: str = _param(
+        DEFAULT_LAMBDA_SCALE,
+        "lambda unit: auto = one unit moves the chunk's latents by 0.1%% of their RMS (any classifier); "
+        "reference = raw gradient units; --faithful implies reference",
+        choices=LAMBDA_SCALES,
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -55,6 +86,8 @@ class SearchParams:
             raise CTCFError("lambda_sweep_steps must be at least 2")
         if self.heatmap_method not in HEATMAP_METHODS:
             raise CTCFError(f"heatmap method {self.heatmap_method!r} is not one of {', '.join(HEATMAP_METHODS)}")
+        if self.lambda_scale not in LAMBDA_SCALES:
+            raise CTCFError(f"lambda scale {self.lambda_scale!r} is not one of {', '.join(LAMBDA_SCALES)}")
         if self.step_size <= 0:
             raise CTCFError("the search step size must be positive")
 

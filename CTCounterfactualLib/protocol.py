@@ -64,9 +64,17 @@ SUMMARY_KEYS = (
     "timings_s",
     "peak_memory_mb",
     "memory",
-    "warnings",  # one-line strings: the input does not look like the CT the models expect (jobs/checks.py)
+    "search_resolution",  # where the search ran: "model" (the autoencoder's grid) or "input"
+    "search_grid",  # [rows, cols] of that grid
+    "output_map",  # "reference" or "calibrated": how the decoder's output became HU
+    "lambda_scale",  # "auto" or "reference": what one unit of lambda is
+    "fidelity",  # the autoencoder on this input: FIDELITY_KEYS
+    # one-line messages for the user, printed as "ctcf: warning: ...": the input does not look like the CT the
+    # models expect (jobs/checks.py), or the autoencoder does not reproduce it (method/fidelity.py)
+    "warnings",
     "flags",  # {"code", "message"}: the result is not to be read as an explanation (jobs/checks.py)
 )
+FIDELITY_KEYS = ("mae_hu_body", "slope", "intercept", "body_voxels", "output_map")
 FLAG_KEYS = ("code", "message")
 FIDELITY_KEYS = ("mae_hu_body", "slope", "intercept", "body_voxels", "output_map")  # summary["fidelity"], when present
 PREDICTION_KEYS = ("input", "reconstruction", "counterfactual", "counterfactual_min")

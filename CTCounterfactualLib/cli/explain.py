@@ -12,9 +12,13 @@ from CTCounterfactualLib.params import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_MODE,
+    DEFAULT_OUTPUT_MAP,
+    DEFAULT_SEARCH_RESOLUTION,
     DEVICES,
     MODES,
+    OUTPUT_MAPS,
     PROGRESS_KINDS,
+    SEARCH_RESOLUTIONS,
     SearchParams,
     option_name,
     search_fields,
@@ -122,6 +126,23 @@ def add_explain_options(p: argparse.ArgumentParser, per_row: str = "") -> None:
         action="store_true",
         help="the reference's slow way: autograd through each chunk decode, all slices decoded every step",
     )
+    p.add_argument(
+        "--search-resolution",
+        choices=SEARCH_RESOLUTIONS,
+        default=DEFAULT_SEARCH_RESOLUTION,
+        help="model: search on the autoencoder's slice grid when both models resize to a size below the "
+        "input's, then write full-size outputs once (fast; predictions at the grid); input: search at the "
+        f"input's size. --faithful always uses input (default {DEFAULT_SEARCH_RESOLUTION})",
+    )
+    p.add_argument(
+        "--output-map",
+        choices=OUTPUT_MAPS,
+        default=DEFAULT_OUTPUT_MAP,
+        help="how decoder output becomes HU: reference (the convention's map), calibrated (a robust fit of "
+        "reconstruction on input in the body, on this CT), auto (calibrated when the convention's output map does "
+        f"not invert its input map, as the published CT VQ-GAN's). --faithful implies reference "
+        f"(default {DEFAULT_OUTPUT_MAP})",
+    )
     p.add_argument("--device", choices=DEVICES, default=DEFAULT_DEVICE, help=f"default {DEFAULT_DEVICE} (GPU if any)")
     p.add_argument(
         "--batch-size",
@@ -157,6 +178,8 @@ def explain_config(args: argparse.Namespace) -> ExplainConfig:
         keep_sweep=args.sweep,
         search=search_params_from(args),
         device=args.device,
+        search_resolution=args.search_resolution,
+        output_map=args.output_map,
     )
 
 
@@ -182,6 +205,7 @@ def _run_explain(args: argparse.Namespace) -> int:
     p = summary["predictions"]
     oc = summary["output_chunk"]
     flags = summary["flags"]
+    f = summary["fidelity"]
     if isinstance(progress, JsonProgress):
         progress(DONE, 1, 1, "finished", out=str(args.out), predictions=p, warnings=summary["warnings"], flags=flags)
     else:
@@ -189,6 +213,11 @@ def _run_explain(args: argparse.Namespace) -> int:
             f"{summary['target']['name']}: input {p['input']:.4f}, reconstruction {p['reconstruction']:.4f}, "
             f"counterfactual {p['counterfactual']:.4f} (slices {oc['start']}-{oc['end'] - 1}, "
             f"lambda {oc['lambda']:g}); outputs in {args.out}" + flag_text(flags)
+        )
+        print(
+            f"autoencoder fidelity in the body: mean error {f['mae_hu_body']:.1f} HU, slope {f['slope']:.3f}, "
+            f"intercept {f['intercept']:.1f} HU ({summary['output_map']} output map); "
+            f"lambda scale {summary['lambda_scale']}, search at {summary['search_resolution']} resolution"
         )
     return 0
 

@@ -6,6 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from CTCounterfactualLib.data.volume_io import Geometry, image_from_array
+from CTCounterfactualLib.params import BODY_THRESHOLD_HU
 
 
 def dilated_mask(mask: np.ndarray, geometry: Geometry, mm: float) -> np.ndarray:
@@ -20,3 +21,12 @@ def heatmap_share(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """The share of ``heatmap``'s mass inside ``mask`` (0 for an empty heatmap)."""
     total = float(heatmap.sum())
     return float(heatmap[mask].sum() / total) if total > 0 else 0.0
+
+
+def body_mask(hu: np.ndarray, threshold: float = BODY_THRESHOLD_HU) -> np.ndarray:
+    """The body of a (D, H, W) HU volume: voxels above ``threshold`` with each slice's holes (lungs, airways) filled."""
+    out = np.empty(hu.shape, dtype=bool)
+    for i, sl in enumerate(hu):
+        img = sitk.GetImageFromArray((sl > threshold).astype(np.uint8))
+        out[i] = sitk.GetArrayFromImage(sitk.BinaryFillhole(img)).astype(bool)
+    return out

@@ -12,6 +12,7 @@ import torch
 
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.evaluation.saliency import model_to_volume
+from CTCounterfactualLib.evaluation.settings import reference_engine
 from CTCounterfactualLib.evaluation.shift_frames import latent_direction, shifted
 from CTCounterfactualLib.method.explain import ExplainConfig, explain
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
@@ -49,7 +50,9 @@ def lungsize_sweep(
 ) -> dict:
     """Explain 'lung size' in joint mode, then segment every sweep frame (CF at frame 0, D(E(x)) last)."""
     depth = hu.shape[0]
-    r = explain(hu, ae, lung, ExplainConfig(target=0, mode="joint", chunk_size=depth, batch_size=batch))
+    r = explain(
+        hu, ae, lung, ExplainConfig(target=0, mode="joint", chunk_size=depth, batch_size=batch, **reference_engine())
+    )
     chunk = r.chunks[0]
     d = latent_direction(ae, lung, hu, 0, (0, depth), batch)
     window = ae.window

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from CTCounterfactualLib.errors import CTCFError
+from CTCounterfactualLib.params import SearchParams
 
 DEFAULT_SWEEP = "1,5,10,12,20,all,joint"
 WHOLE = ("all", "joint")  # one chunk over the whole range: the same computation in this engine
@@ -46,3 +47,9 @@ def parse_sweep(text: str) -> tuple[str, ...]:
 def chunk_size_for(entry: str, depth: int) -> int:
     """The chunk size an entry means on a volume of ``depth`` slices (capped at the depth)."""
     return depth if entry in WHOLE else min(int(entry), depth)
+
+
+def reference_engine() -> dict:
+    """ExplainConfig fields that keep the engine on the reference's numbers (the evaluation recomputes its
+    frames along the raw gradient at the input's resolution): raw-gradient lambda, input grid, reference map."""
+    return dict(search=SearchParams(lambda_scale="reference"), search_resolution="input", output_map="reference")

@@ -20,7 +20,7 @@ from CTCounterfactualLib.evaluation.identity import change_outside_inside, slice
 from CTCounterfactualLib.evaluation.localization import FindingRegions, body_mask, localization_metrics, top_mass_chunk
 from CTCounterfactualLib.evaluation.lungsize import lungsize_sweep
 from CTCounterfactualLib.evaluation.saliency import METHODS, saliency_maps
-from CTCounterfactualLib.evaluation.settings import WHOLE, EvalSettings, chunk_size_for
+from CTCounterfactualLib.evaluation.settings import WHOLE, EvalSettings, chunk_size_for, reference_engine
 from CTCounterfactualLib.evaluation.shift_frames import latent_direction, shifted
 from CTCounterfactualLib.method.explain import ExplainConfig, ExplainResult, explain
 
@@ -108,7 +108,9 @@ def evaluate_volume(item: CohortItem, settings: EvalSettings, keep_figures: bool
         key = (0, depth) if mode == "joint" else (cs,)
         if key not in runs:
             t0 = time.perf_counter()
-            cfg = ExplainConfig(target=0, chunk_size=cs, mode=mode, batch_size=settings.batch_size)
+            cfg = ExplainConfig(
+                target=0, chunk_size=cs, mode=mode, batch_size=settings.batch_size, **reference_engine()
+            )
             runs[key] = (explain(hu, ae, clf, cfg), time.perf_counter() - t0)
         sweep[entry] = _sweep_row(*runs[key])
     row["sweep"] = sweep

@@ -62,6 +62,9 @@ def build_summary(
         "device": result.device,
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "peak_memory_mb": round(result.peak_memory_mb, 1),
+        **result.settings,
+        "fidelity": result.fidelity,
+        "warnings": list(result.warnings),
     }
 
 
@@ -173,7 +176,9 @@ def explain_file(
     summary = build_summary(volume, result, cfg, models, timings)
     summary["memory"] = memory
     chosen = result.chunks[result.chosen]
-    summary["warnings"] = warnings
+    for line in result.warnings:  # the autoencoder's fidelity on this input, known only after encoding
+        on_warning(line)
+    summary["warnings"] = warnings + list(result.warnings)
     summary["flags"] = result_flags(result.predictions, chosen.prediction_before, chosen.prediction_cf)
     write_outputs(result, volume.geometry, out_dir, summary)
     progress("write", 1, 1, "outputs written")

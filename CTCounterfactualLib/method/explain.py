@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from CTCounterfactualLib.data.masks import body_mask
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.method.direction import (
     Encoded,
@@ -17,10 +18,11 @@ from CTCounterfactualLib.method.direction import (
     latent_direction,
     window_score,
 )
+from CTCounterfactualLib.method.fidelity import fidelity_warning, measure_fidelity, robust_fit
 from CTCounterfactualLib.method.finite import require_finite
 from CTCounterfactualLib.method.latent_ops import ScoreFn, decode_slices, encode_volume, faithful_chunk_gradient
 from CTCounterfactualLib.method.memory import peak_memory_mb, reset_peak
-from CTCounterfactualLib.method.search import Shift, latent_shift
+from CTCounterfactualLib.method.search import HeatmapAccumulator, Shift, latent_shift
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.classifier import Classifier
 from CTCounterfactualLib.params import (
@@ -28,8 +30,13 @@ from CTCounterfactualLib.params import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_DEVICE,
     DEFAULT_MODE,
+    DEFAULT_OUTPUT_MAP,
+    DEFAULT_SEARCH_RESOLUTION,
     DEVICES,
+    LAMBDA_UNIT_RMS,
     MODES,
+    OUTPUT_MAPS,
+    SEARCH_RESOLUTIONS,
     SearchParams,
 )
 from CTCounterfactualLib.progress import Progress, noop_progress
@@ -49,6 +56,8 @@ class ExplainConfig:
     device: str = DEFAULT_DEVICE
     dtype: torch.dtype = torch.float32
     keep_sweep: bool = False  # keep the output chunk's lambda-sweep frames (a movie of the shift)
+    search_resolution: str = DEFAULT_SEARCH_RESOLUTION  # fast path only; --faithful searches at the input's
+    output_map: str = DEFAULT_OUTPUT_MAP  # --faithful implies "reference"
 
 
 @dataclass
@@ -62,6 +71,7 @@ class ChunkResult:
     stop_reason: str
     sweep_lambdas: list[float]
     sweep_predictions: list[float]
+    lambda_unit: float = 1.0  # the raw-gradient multiple one unit of lambda is (1 under the reference scale)
 
 
 @dataclass
@@ -83,6 +93,9 @@ class ExplainResult:
     slices: tuple[int, int]
     chunk_size: int
     sweep: list[SweepFrame] = field(default_factory=list)  # output chunk only, with keep_sweep
+    fidelity: dict = field(default_factory=dict)  # the autoencoder on this input: mae_hu_body, slope, ...
+    warnings: list[str] = field(default_factory=list)  # one line each, for the user
+    settings: dict = field(default_factory=dict)  # the effective search_resolution, output_map, lambda_scale
 
 
 @dataclass
@@ -129,6 +142,10 @@ def check_request(depth: int, cfg: ExplainConfig) -> tuple[int, int]:
         )
     if cfg.batch_size < 1:
         raise CTCFError("batch size must be at least 1")
+    if cfg.search_resolution not in SEARCH_RESOLUTIONS:
+        raise CTCFError(f"search resolution {cfg.search_resolution!r} is not one of {', '.join(SEARCH_RESOLUTIONS)}")
+    if cfg.output_map not in OUTPUT_MAPS:
+        raise CTCFError(f"output map {cfg.output_map!r} is not one of {', '.join(OUTPUT_MAPS)}")
     return start, stop
 
 
@@ -145,17 +162,44 @@ class _Timer:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
 
 
-class _FastShifter:
-    """Decodes only the chunk's slices; the rest of D(z) stays cached in ``work``."""
+def search_grid(ae: SliceAutoencoder, classifier: Classifier, hw: tuple[int, int], cfg: ExplainConfig):
+    """The in-plane size the lambda search works at: the autoencoder's own grid when both models resize
+    slices to a fixed size and that grid is smaller than the input; else the input's (and always with
+    ``--faithful`` or ``search_resolution="input"``)."""
+    size = ae.convention.size
+    if cfg.faithful or cfg.search_resolution == "input" or not size or not classifier.convention.size:
+        return tuple(hw)
+    return (size, size) if size * size < hw[0] * hw[1] else tuple(hw)
 
-    def __init__(self, ae, score, z, g, x0, work, a, b, batch):
-        self.ae, self.score, self.z, self.g, self.x0, self.work = ae, score, z, g, x0, work
+
+def effective_output_map(ae: SliceAutoencoder, cfg: ExplainConfig) -> str:
+    """reference or calibrated: ``--faithful`` implies reference; auto = calibrated iff the maps are not inverses."""
+    if cfg.faithful:
+        return "reference"
+    if cfg.output_map == "auto":
+        return "reference" if ae.convention.output_inverts_input else "calibrated"
+    return cfg.output_map
+
+
+def effective_lambda_scale(cfg: ExplainConfig) -> str:
+    return "reference" if cfg.faithful else cfg.search.lambda_scale
+
+
+def _rms(t: torch.Tensor) -> float:
+    return float(t.double().pow(2).mean().sqrt())
+
+
+class _FastShifter:
+    """Decodes only the chunk's slices; the rest of D(z) stays cached in ``work``. ``gc``: the chunk's direction."""
+
+    def __init__(self, ae, score, z, gc, x0, work, a, b, batch):
+        self.ae, self.score, self.z, self.gc, self.x0, self.work = ae, score, z, gc, x0, work
         self.a, self.b, self.batch, self.hw = a, b, batch, tuple(x0.shape[-2:])
 
     @torch.no_grad()
     def __call__(self, lam: float) -> Shift:
         a, b = self.a, self.b
-        frame = decode_slices(self.ae, self.z[a:b] + lam * self.g[a:b], self.hw, self.batch)
+        frame = decode_slices(self.ae, self.z[a:b] + lam * self.gc, self.hw, self.batch)
         self.work[a:b] = frame
         try:
             pred = float(self.score(self.work))
@@ -198,7 +242,11 @@ class _FaithfulShifter:
 
 @dataclass
 class _Prepared:
-    """The checked request on the device: range, target, scoring function, latents and reconstruction."""
+    """The checked request on the device: range, target, scoring function, latents and reconstruction.
+
+    ``enc.x0`` is D(z) on the search grid; ``x0_full`` the same at the input's size (the same tensor when
+    the grid is the input's). ``ae`` carries the effective output map.
+    """
 
     start: int
     stop: int
@@ -208,6 +256,21 @@ class _Prepared:
     input_pred: float
     enc: Encoded
     pixel_sum: float
+    ae: SliceAutoencoder
+    x0_full: torch.Tensor
+    fidelity: dict
+    warnings: list[str]
+    settings: dict
+
+    @property
+    def on_grid(self) -> bool:
+        return self.x0_full is not self.enc.x0
+
+    def to_input_size(self, unit_slices: torch.Tensor) -> torch.Tensor:
+        """Slices of the search grid at the input's size (the decoder's own resize; identity off the grid)."""
+        if not self.on_grid:
+            return unit_slices
+        return self.ae.convention.resample(unit_slices, tuple(self.x0_full.shape[-2:]))
 
 
 def _prepare(hu, ae, classifier, cfg: ExplainConfig, timer: _Timer, progress: Progress) -> _Prepared:
@@ -228,28 +291,108 @@ def _prepare(hu, ae, classifier, cfg: ExplainConfig, timer: _Timer, progress: Pr
         z = encode_volume(ae, unit, cfg.batch_size, progress)
         del unit
         require_finite(z, "the autoencoder's latents", "the autoencoder's encoder is broken or does not fit its file")
+    hw = tuple(hu.shape[-2:])
+    grid = search_grid(ae, classifier, hw, cfg)
     with timer.stage("decode"):
-        enc = Encoded(z, decode_slices(ae, z, tuple(hu.shape[-2:]), cfg.batch_size, progress=progress), cfg.batch_size)
-        require_finite(enc.x0, "the reconstruction D(E(x))", "the autoencoder's decoder is broken or does not fit")
+        x0 = decode_slices(ae, z, grid, cfg.batch_size, progress=progress)
+        require_finite(x0, "the reconstruction D(E(x))", "the autoencoder's decoder is broken or does not fit")
+        x0_full = x0 if grid == hw else ae.convention.resample(x0, hw)
+    with timer.stage("fidelity"):
+        ae, x0, x0_full, fid, warn, output_map = _fit_output(hu, ae, x0, x0_full, cfg, device)
+    settings = {
+        "search_resolution": "input" if grid == hw else "model",
+        "search_grid": list(grid),
+        "output_map": output_map,
+        "lambda_scale": effective_lambda_scale(cfg),
+    }
+    enc = Encoded(z, x0, cfg.batch_size)
     return _Prepared(
-        start, stop, index, device, window_score(ae, classifier, index), input_pred, enc, float(enc.x0.abs().sum())
+        start,
+        stop,
+        index,
+        device,
+        window_score(ae, classifier, index),
+        input_pred,
+        enc,
+        float(enc.x0.abs().sum()),
+        ae,
+        x0_full,
+        fid,
+        [warn] if warn else [],
+        settings,
     )
 
 
-def _search_chunk(ae, prep: _Prepared, d: LatentDirection | None, work, a, b, n, total, cfg, timer, progress, keep):
-    """The lambda search on chunk [a, b): along the shared direction ``d`` (fast) or the reference's own."""
-    z, x0, batch, score = prep.enc.z, prep.enc.x0, prep.enc.batch, prep.score
+def _fit_output(hu, ae: SliceAutoencoder, x0, x0_full, cfg: ExplainConfig, device):
+    """Measure the reconstruction against the input in the body; with the calibrated map, fit it first."""
+    window = ae.window
+    body = torch.as_tensor(body_mask(hu), device=device)
+    hu_t = torch.as_tensor(hu, dtype=x0_full.dtype, device=device).clamp(window.low, window.high)
+    output_map = effective_output_map(ae, cfg)
+    fit = None
+    if output_map == "calibrated" and bool(body.any()):
+        scale, offset = robust_fit(x0_full[body], window.to_unit(hu_t)[body])
+        ae = SliceAutoencoder(ae.model, ae.convention.with_output_fit(scale, offset), ae.name)
+        same = x0_full is x0
+        x0 = x0 * scale + offset
+        x0_full = x0 if same else x0_full * scale + offset
+        fit = {"scale": scale, "offset": offset}
+    fid = measure_fidelity(hu_t, window.to_hu(x0_full), body)
+    fid["output_map"] = output_map
+    if fit is not None:
+        fid["calibration"] = fit
+    return ae, x0, x0_full, fid, fidelity_warning(fid, output_map), output_map
+
+
+def _chunk_direction(prep: _Prepared, d: LatentDirection, a: int, b: int, regression: bool):
+    """The chunk's search direction, the raw-gradient multiple one lambda unit is, and the prediction unit.
+
+    reference: the raw gradient, units 1. auto: the gradient rescaled so that one unit of lambda moves the
+    chunk's latents by LAMBDA_UNIT_RMS of their RMS; a regression output's prediction rules then count in
+    units of the starting prediction's magnitude, so a classifier's output scale changes nothing.
+    """
+    g = d.g[a:b]
+    if prep.settings["lambda_scale"] == "reference":
+        return g, 1.0, 1.0
+    g_rms = _rms(g)
+    unit = LAMBDA_UNIT_RMS * _rms(d.z[a:b]) / g_rms if g_rms > 0 else 0.0
+    pred_unit = abs(d.prediction) if regression and d.prediction != 0 else 1.0
+    return g * unit, unit, pred_unit
+
+
+def _search_chunk(prep: _Prepared, d: LatentDirection | None, work, a, b, n, total, cfg, timer, progress, keep, reg):
+    """The lambda search on chunk [a, b): along the shared direction ``d`` (fast) or the reference's own.
+
+    Returns (starting prediction, outcome, lambda unit).
+    """
+    ae, z, x0, batch, score = prep.ae, prep.enc.z, prep.enc.x0, prep.enc.batch, prep.score
     if cfg.faithful:
         with timer.stage("gradient"):
             pred0, gc = faithful_chunk_gradient(ae, score, z, tuple(x0.shape[-2:]), a, b, batch)
         with timer.stage("search"):
             shifter = _reporting(_FaithfulShifter(ae, score, z, gc, x0, a, b, batch), progress, n, total, a, b)
             outcome = latent_shift(shifter, shifter(0.0), prep.pixel_sum, cfg.search, keep)  # reference decodes 0
-        return pred0, outcome
+        return pred0, outcome, 1.0
+    gc, unit, pred_unit = _chunk_direction(prep, d, a, b, reg)
     with timer.stage("search"):
-        shifter = _reporting(_FastShifter(ae, score, z, d.g, x0, work, a, b, batch), progress, n, total, a, b)
-        outcome = latent_shift(shifter, Shift(d.prediction, 0.0, x0[a:b]), prep.pixel_sum, cfg.search, keep)
-    return d.prediction, outcome
+        shifter = _reporting(_FastShifter(ae, score, z, gc, x0, work, a, b, batch), progress, n, total, a, b)
+        start = Shift(d.prediction, 0.0, x0[a:b])
+        outcome = latent_shift(shifter, start, prep.pixel_sum, cfg.search, keep, pred_unit)
+    return d.prediction, outcome, unit
+
+
+def _to_input_size(prep: _Prepared, outcome, frames: list, method: str, a: int, b: int) -> None:
+    """Off the grid nothing to do; on it, the CF and the heatmap at the input's size from the sweep frames.
+
+    Each frame is resized exactly as the decoder's output would be, so these equal decoding at full size.
+    """
+    if not prep.on_grid:
+        return
+    full = [prep.to_input_size(f) for _, _, f in frames]
+    heat = HeatmapAccumulator(method, prep.x0_full[a:b], len(full))
+    for f in full:
+        heat.add(f)
+    outcome.cf_frame, outcome.heatmap = full[0], heat.result()
 
 
 def explain(
@@ -273,20 +416,25 @@ def explain(
             recon_pred = float(prep.score(x0))
     else:
         with timer.stage("gradient"):
-            d = latent_direction(ae, prep.score, prep.enc, (prep.start, prep.stop), progress)
+            d = latent_direction(prep.ae, prep.score, prep.enc, (prep.start, prep.stop), progress)
         recon_pred = d.prediction
         work = x0.clone()
 
     chunks = chunk_bounds(prep.start, prep.stop, cfg.chunk_size, cfg.mode)
-    heatmap = torch.zeros_like(x0)
+    heatmap = torch.zeros_like(prep.x0_full)
     results: list[ChunkResult] = []
     best: tuple[float, int, torch.Tensor] | None = None
     best_sweep: list[tuple[float, float, torch.Tensor]] = []
+    regression = not classifier.apply_sigmoid
     for n, (a, b) in enumerate(chunks):
         frames: list[tuple[float, float, torch.Tensor]] = []
-        keep = _frame_collector(frames) if cfg.keep_sweep else None
+        keep = _frame_collector(frames) if cfg.keep_sweep or prep.on_grid else None
         progress("search", n, len(chunks), f"lambda search on slices {a}-{b - 1}")
-        pred0, outcome = _search_chunk(ae, prep, d, work, a, b, n, len(chunks), cfg, timer, progress, keep)
+        pred0, outcome, unit = _search_chunk(
+            prep, d, work, a, b, n, len(chunks), cfg, timer, progress, keep, regression
+        )
+        with timer.stage("upsample"):
+            _to_input_size(prep, outcome, frames, cfg.search.heatmap_method, a, b)
         heatmap[a:b] = outcome.heatmap
         results.append(
             ChunkResult(
@@ -299,25 +447,43 @@ def explain(
                 outcome.stop_reason,
                 outcome.sweep_lambdas,
                 outcome.sweep_preds,
+                unit,
             )
         )
         if best is None or outcome.min_pred < best[0]:
             best = (outcome.min_pred, n, outcome.cf_frame)
-            best_sweep = frames
+            best_sweep = frames if cfg.keep_sweep else []
+        frames = []
     progress("search", len(chunks), len(chunks), "search done")
-    return _assemble(ae, classifier, cfg, prep, recon_pred, heatmap, results, chunks, best, best_sweep, timer)
+    return _assemble(classifier, cfg, prep, recon_pred, heatmap, results, chunks, best, best_sweep, timer)
 
 
-def _assemble(ae, classifier, cfg, prep: _Prepared, recon_pred, heatmap, results, chunks, best, best_sweep, timer):
-    """The chosen chunk's CF pasted into D(z), everything converted to HU numpy, and the record."""
-    x0 = prep.enc.x0
+def _assemble(classifier, cfg, prep: _Prepared, recon_pred, heatmap, results, chunks, best, best_sweep, timer):
+    """The chosen chunk's CF pasted into D(z), everything converted to HU numpy, and the record.
+
+    On the model's grid the predictions of the reconstruction and the CF are scored again at the input's size
+    (what a user re-running the classifier on the written volumes gets); the chunk records keep the search's.
+    """
+    x0 = prep.x0_full
     _, chosen, cf_frame = best
     a, b = chunks[chosen]
     cf = x0.clone()
     cf[a:b] = cf_frame
-    window = ae.window
+    window = prep.ae.window
     width = window.width
     to_np = lambda t: t.detach().to("cpu", torch.float32).numpy()  # noqa: E731
+    predictions = {
+        "input": prep.input_pred,
+        "reconstruction": recon_pred,
+        "counterfactual": results[chosen].prediction_cf,
+        "counterfactual_min": results[chosen].prediction_min,
+    }
+    if prep.on_grid:
+        with timer.stage("upsample"), torch.no_grad():
+            predictions["reconstruction_search"] = recon_pred
+            predictions["counterfactual_search"] = results[chosen].prediction_cf
+            predictions["reconstruction"] = float(prep.score(x0))
+            predictions["counterfactual"] = float(prep.score(cf))
     return ExplainResult(
         counterfactual_hu=to_np(window.to_hu(cf)),
         reconstruction_hu=to_np(window.to_hu(x0)),
@@ -327,12 +493,7 @@ def _assemble(ae, classifier, cfg, prep: _Prepared, recon_pred, heatmap, results
         chosen=chosen,
         target_index=prep.index,
         target_name=classifier.targets[prep.index],
-        predictions={
-            "input": prep.input_pred,
-            "reconstruction": recon_pred,
-            "counterfactual": results[chosen].prediction_cf,
-            "counterfactual_min": results[chosen].prediction_min,
-        },
+        predictions=predictions,
         timings=timer.timings,
         peak_memory_mb=peak_memory_mb(prep.device),
         device=str(prep.device),
@@ -340,5 +501,8 @@ def _assemble(ae, classifier, cfg, prep: _Prepared, recon_pred, heatmap, results
         faithful=cfg.faithful,
         slices=(prep.start, prep.stop),
         chunk_size=cfg.chunk_size,
-        sweep=[SweepFrame(lam, pred, to_np(window.to_hu(f))) for lam, pred, f in best_sweep],
+        sweep=[SweepFrame(lam, pred, to_np(window.to_hu(prep.to_input_size(f)))) for lam, pred, f in best_sweep],
+        fidelity=prep.fidelity,
+        warnings=prep.warnings,
+        settings=prep.settings,
     )

@@ -58,9 +58,14 @@ class SearchOutcome:
 
 
 def search_lambda(
-    shift: Shifter, initial: Shift, pixel_sum: float, p: SearchParams
+    shift: Shifter, initial: Shift, pixel_sum: float, p: SearchParams, pred_unit: float = 1.0
 ) -> tuple[float, str, dict[float, Shift]]:
-    """Walk the lambda schedule until a stop rule fires; returns (lambda, reason, evaluated shifts)."""
+    """Walk the lambda schedule until a stop rule fires; returns (lambda, reason, evaluated shifts).
+
+    ``pred_unit`` scales the rules that compare predictions with numbers (``pred_diff``, ``pred_floor``):
+    1 for probabilities; the starting prediction's magnitude for a regression output under the scale-free
+    lambda, so that those rules read as shares of the starting value.
+    """
     seen: dict[float, Shift] = {0.0: initial}
     lam, last = 0.0, initial.pred
     previous: Shift | None = None
@@ -72,9 +77,9 @@ def search_lambda(
         previous = cur
         if last < cur.pred:
             return lam, "prediction rose", seen
-        if cur.pred < p.pred_floor:
+        if cur.pred < p.pred_floor * pred_unit:
             return lam, f"prediction below floor {p.pred_floor}", seen
-        if initial.pred - p.pred_diff > cur.pred:
+        if initial.pred - p.pred_diff * pred_unit > cur.pred:
             return lam, f"prediction dropped by {p.pred_diff}", seen
         if lam <= -p.max_steps:
             return lam, f"lambda reached -{p.max_steps:g}", seen
@@ -120,9 +125,10 @@ def latent_shift(
     pixel_sum: float,
     p: SearchParams,
     on_frame: Callable[[int, float, Shift], None] | None = None,
+    pred_unit: float = 1.0,
 ) -> SearchOutcome:
     """Search lambda, then sweep from it to 0 and build the heatmap over the sweep frames."""
-    lam, reason, seen = search_lambda(shift, initial, pixel_sum, p)
+    lam, reason, seen = search_lambda(shift, initial, pixel_sum, p, pred_unit)
     lambdas = np.linspace(lam, 0.0, p.lambda_sweep_steps)
     heat = HeatmapAccumulator(p.heatmap_method, initial.frame, len(lambdas))
     preds: list[float] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +88,26 @@ class SliceConvention:
         oriented_hw = hw if self.rot90_k % 2 == 0 else (hw[1], hw[0])
         x = _resize(x, oriented_hw)[:, 0]
         return _unorient(x, self.rot90_k, self.flip)
+
+    def resample(self, unit_slices: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """[B, h, w] slices decoded at the model's own grid -> [B, H, W]: the resize ``from_model`` does.
+
+        ``from_model(out, hw) == resample(from_model(out, (size, size)), hw)``: orientation is a permutation,
+        so this is the same resize on the same numbers (how the fast path upsamples only what it writes).
+        """
+        oriented_hw = hw if self.rot90_k % 2 == 0 else (hw[1], hw[0])
+        x = _orient(unit_slices, self.rot90_k, self.flip)[:, None]
+        return _unorient(_resize(x, oriented_hw)[:, 0], self.rot90_k, self.flip)
+
+    @property
+    def output_inverts_input(self) -> bool:
+        """Whether the output map undoes the input map (a perfect autoencoder then returns its input)."""
+        gain = self.input_scale * self.output_scale
+        return abs(gain - 1.0) < 1e-9 and abs(self.input_offset * self.output_scale + self.output_offset) < 1e-9
+
+    def with_output_fit(self, scale: float, offset: float) -> SliceConvention:
+        """This convention with ``scale * (its output map) + offset`` as the output map."""
+        return replace(self, output_scale=self.output_scale * scale, output_offset=self.output_offset * scale + offset)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -19,7 +19,9 @@ from CTCounterfactualLib.params import SearchParams
 from CTCounterfactualLib.training.tiny_models import center_classifier, tiny_autoencoder, tiny_classifier
 
 # a search that does real work on the random tiny models: big steps, no lambda cap
-ACTIVE_SEARCH = SearchParams(step_size=1e4, max_steps=1e9)
+ACTIVE_SEARCH = SearchParams(step_size=1e4, max_steps=1e9, lambda_scale="reference")
+# the fast path at the input's resolution with the reference's output map: what must equal --faithful
+EXACT = dict(search_resolution="input", output_map="reference")
 
 
 DATA = Path(__file__).resolve().parents[1] / "Data"
@@ -85,7 +87,7 @@ def test_chunk_gradient_is_the_full_gradient_masked(ct):
 def test_fast_path_matches_paper_faithful(ct, mode, chunk):
     ae, clf = _models(ct)
     cfg = dict(target="effusion", chunk_size=chunk, mode=mode, search=ACTIVE_SEARCH, batch_size=4)
-    fast = explain(ct, ae, clf, ExplainConfig(**cfg))
+    fast = explain(ct, ae, clf, ExplainConfig(**cfg, **EXACT))
     slow = explain(ct, ae, clf, ExplainConfig(**cfg, faithful=True))
     assert [c.lam for c in fast.chunks] == [c.lam for c in slow.chunks]
     assert any(c.lam != 0 for c in fast.chunks)
