@@ -76,7 +76,6 @@ SUMMARY_KEYS = (
 )
 FIDELITY_KEYS = ("mae_hu_body", "slope", "intercept", "body_voxels", "output_map")
 FLAG_KEYS = ("code", "message")
-FIDELITY_KEYS = ("mae_hu_body", "slope", "intercept", "body_voxels", "output_map")  # summary["fidelity"], when present
 PREDICTION_KEYS = ("input", "reconstruction", "counterfactual", "counterfactual_min")
 OUTPUT_CHUNK_KEYS = ("start", "end", "lambda")  # end exclusive
 

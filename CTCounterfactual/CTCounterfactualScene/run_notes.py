@@ -31,12 +31,11 @@ def fidelity_line(summary: dict) -> str | None:
         f"intercept {fid[INTERCEPT]:.1f} HU" + (f", {output_map} output map" if output_map else "")
     )
     problems = []
-    slope_range = getattr(params, "FIDELITY_SLOPE_RANGE", None)
-    if slope_range is not None and not (slope_range[0] <= fid[SLOPE] <= slope_range[1]):
-        problems.append(f"slope outside {slope_range[0]:g}-{slope_range[1]:g}")
-    max_mae = getattr(params, "FIDELITY_MAX_MAE_HU", None)
-    if max_mae is not None and not (fid[MAE_HU] <= max_mae):
-        problems.append(f"error above {max_mae:g} HU")
+    low, high = params.FIDELITY_SLOPE_RANGE
+    if not (low <= fid[SLOPE] <= high):
+        problems.append(f"slope outside {low:g}-{high:g}")
+    if not (fid[MAE_HU] <= params.FIDELITY_MAX_MAE_HU):
+        problems.append(f"error above {params.FIDELITY_MAX_MAE_HU:g} HU")
     if problems:
         line += f" - POOR FIT ({', '.join(problems)}): the counterfactual inherits it"
     return line
