@@ -120,6 +120,9 @@ class CTCounterfactualParameterNode:
     maxPixelDiffPct: Annotated[float, WithinRange(0.001, 1)] = SEARCH_DEFAULTS.max_pixel_diff_pct
     lambdaSweepSteps: Annotated[int, WithinRange(2, 100)] = SEARCH_DEFAULTS.lambda_sweep_steps
     heatmapMethod: Annotated[str, Choice(list(params.HEATMAP_METHODS))] = SEARCH_DEFAULTS.heatmap_method
+    lambdaScale: Annotated[str, Choice(list(params.LAMBDA_SCALES))] = SEARCH_DEFAULTS.lambda_scale
+    outputMap: Annotated[str, Choice(list(params.OUTPUT_MAPS))] = params.DEFAULT_OUTPUT_MAP
+    searchResolution: Annotated[str, Choice(list(params.SEARCH_RESOLUTIONS))] = params.DEFAULT_SEARCH_RESOLUTION
     batchSize: Annotated[int, WithinRange(1, 256)] = params.DEFAULT_BATCH_SIZE
     keepSweep: bool = True
 
@@ -534,6 +537,8 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
             device=p.device,
             batch_size=p.batchSize,
             sweep=p.keepSweep,
+            output_map=p.outputMap,
+            search_resolution=p.searchResolution,
             search={
                 "pred_diff": p.predDiff,
                 "pred_floor": p.predFloor,
@@ -542,6 +547,7 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
                 "max_pixel_diff_pct": p.maxPixelDiffPct,
                 "lambda_sweep_steps": p.lambdaSweepSteps,
                 "heatmap_method": p.heatmapMethod,
+                "lambda_scale": p.lambdaScale,
             },
         )
 
