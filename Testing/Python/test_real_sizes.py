@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from CTCounterfactualLib.data.phantom import make_phantom
 from CTCounterfactualLib.data.volume_io import read_volume
-from CTCounterfactualLib.jobs.demo import DEMO_SPEC
+from CTCounterfactualLib.jobs.demo import make_demo_input
 from CTCounterfactualLib.method.explain import ExplainConfig, explain
 from CTCounterfactualLib.method.search import next_lambda
 from CTCounterfactualLib.models.autoencoder import PUBLISHED_CT_CONVENTION, SliceAutoencoder
@@ -169,13 +168,14 @@ def _steps_to(lam: float, step: float) -> int:
 
 @pytest.fixture(scope="module")
 def demo_ct():
-    return make_phantom(DEMO_SPEC)
+    return make_demo_input()
 
 
 @pytest.mark.parametrize("model,target", [("demo-effusion", "pleural effusion"), ("demo-lungsize", "lung size")])
 def test_bundled_targets_stop_on_a_rule_within_60_steps(model, target, demo_ct):
-    """The bundled models on the demo CT (the first 4 slices of its effusion) with the scale-free lambda."""
-    a = demo_ct.effusion_slices[0]
+    """The bundled models on the demo CT (4 slices in the middle of its effusion) with the scale-free lambda."""
+    rows = np.flatnonzero(demo_ct.effusion.any(axis=(1, 2)))
+    a = int(rows[len(rows) // 2]) - 2
     ae, clf = load_bundled_autoencoder()[0], load_bundled_classifier(model)[0]
     cfg = ExplainConfig(target=target, slices=(a, a + 4), chunk_size=4)
     r = explain(demo_ct.hu, ae, clf, cfg)
