@@ -43,7 +43,7 @@ if str(ENGINE_PARENT) not in sys.path:
 from CTCounterfactualScene.contract import params  # noqa: E402
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
-from CTCounterfactualScene.panel_text import done_text, progress_text, results_text  # noqa: E402
+from CTCounterfactualScene.panel_text import done_text, progress_text, results_text, results_title  # noqa: E402
 from CTCounterfactualScene.result_layout import (  # noqa: E402
     RESULT_VIEW,
     composite_node,
@@ -52,6 +52,7 @@ from CTCounterfactualScene.result_layout import (  # noqa: E402
     show_result,
 )
 from CTCounterfactualScene.results_to_scene import INPUT_ID, ResultNodes, jump_to_chunk, load_results  # noqa: E402
+from CTCounterfactualScene.sample_data import register_demo_sample  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.slice_choice import ALL as ALL_SLICES  # noqa: E402
 from CTCounterfactualScene.slice_choice import AROUND, CUSTOM, SLICE_CHOICES, chosen_slices, current_slice  # noqa: E402
@@ -87,6 +88,7 @@ class CTCounterfactual(ScriptedLoadableModule):
             "Counterfactuals'. Example CT data: TotalSegmentator example (CC BY 4.0)."
         )
         slicer.app.connect("startupCompleted()", registerResultLayout)
+        slicer.app.connect("startupCompleted()", register_demo_sample)  # Sample Data: the demo chest CT
 
 
 def registerResultLayout() -> None:
@@ -118,6 +120,9 @@ class CTCounterfactualParameterNode:
     maxPixelDiffPct: Annotated[float, WithinRange(0.001, 1)] = SEARCH_DEFAULTS.max_pixel_diff_pct
     lambdaSweepSteps: Annotated[int, WithinRange(2, 100)] = SEARCH_DEFAULTS.lambda_sweep_steps
     heatmapMethod: Annotated[str, Choice(list(params.HEATMAP_METHODS))] = SEARCH_DEFAULTS.heatmap_method
+    lambdaScale: Annotated[str, Choice(list(params.LAMBDA_SCALES))] = SEARCH_DEFAULTS.lambda_scale
+    outputMap: Annotated[str, Choice(list(params.OUTPUT_MAPS))] = params.DEFAULT_OUTPUT_MAP
+    searchResolution: Annotated[str, Choice(list(params.SEARCH_RESOLUTIONS))] = params.DEFAULT_SEARCH_RESOLUTION
     batchSize: Annotated[int, WithinRange(1, 256)] = params.DEFAULT_BATCH_SIZE
     keepSweep: bool = True
 
@@ -369,9 +374,10 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.logText.appendPlainText(str(e))
                     self.ui.logCollapsibleButton.collapsed = False
                     return
-                self.ui.statusLabel.text = done_text(time.monotonic() - job.started)
+                self.ui.statusLabel.text = done_text(time.monotonic() - job.started, result.summary)
                 self.lastResult = result
                 self.ui.resultsLabel.text = results_text(result.summary)
+                self.ui.resultsCollapsibleButton.text = results_title(result.summary)
                 self.ui.resultsCollapsibleButton.visible = True
                 self.onHeatmapDisplay()
                 slicer.app.processEvents()  # let the layout manager create the plot view first
@@ -531,6 +537,8 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
             device=p.device,
             batch_size=p.batchSize,
             sweep=p.keepSweep,
+            output_map=p.outputMap,
+            search_resolution=p.searchResolution,
             search={
                 "pred_diff": p.predDiff,
                 "pred_floor": p.predFloor,
@@ -539,6 +547,7 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
                 "max_pixel_diff_pct": p.maxPixelDiffPct,
                 "lambda_sweep_steps": p.lambdaSweepSteps,
                 "heatmap_method": p.heatmapMethod,
+                "lambda_scale": p.lambdaScale,
             },
         )
 

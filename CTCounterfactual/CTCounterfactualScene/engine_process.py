@@ -35,6 +35,8 @@ class ExplainRequest:
     device: str = params.DEFAULT_DEVICE
     batch_size: int = params.DEFAULT_BATCH_SIZE
     sweep: bool = True
+    output_map: str = params.DEFAULT_OUTPUT_MAP
+    search_resolution: str = params.DEFAULT_SEARCH_RESOLUTION
     search: dict[str, float | int | str] = field(default_factory=dict)
 
 
@@ -47,6 +49,7 @@ def explain_command(request: ExplainRequest, python: str = sys.executable) -> li
         cmd += ["--slices", f"{r.slices[0]}:{r.slices[1]}"]
     cmd += ["--chunk-size", str(r.chunk_size), "--mode", r.mode, "--device", r.device]
     cmd += ["--batch-size", str(r.batch_size), "--progress", "json"]
+    cmd += ["--output-map", r.output_map, "--search-resolution", r.search_resolution]
     if r.sweep:
         cmd.append("--sweep")
     for key, value in sorted(r.search.items()):

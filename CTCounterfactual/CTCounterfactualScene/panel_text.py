@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .run_notes import NOT_AN_EXPLANATION, fidelity_line, flag_lines, warning_lines
+
 
 def duration(seconds: float) -> str:
     """``42 s``, ``3 min 05 s``, ``1 h 02 min``."""
@@ -25,15 +27,31 @@ def progress_text(stage: str, message: str, done: int, total: int, elapsed: floa
 
 
 def results_text(summary: dict) -> str:
-    """The results box: the three predictions, the lambda found and the chunk the views show."""
+    """The results box: flags first (not an explanation), the three predictions, the lambda found and the
+    chunk the views show, the autoencoder's fidelity on this input, then the plausibility warnings."""
     p, chunk = summary["predictions"], summary["output_chunk"]
     target = summary["target"]["name"]
-    return (
+    lines = flag_lines(summary)
+    lines.append(
         f"{target}: input {p['input']:.3f}, reconstruction {p['reconstruction']:.3f}, "
-        f"counterfactual {p['counterfactual']:.3f}\n"
-        f"lambda {chunk['lambda']:g}; shown: slices {chunk['start']}-{chunk['end'] - 1} ({summary['mode']})"
+        f"counterfactual {p['counterfactual']:.3f}"
     )
+    lines.append(f"lambda {chunk['lambda']:g}; shown: slices {chunk['start']}-{chunk['end'] - 1} ({summary['mode']})")
+    fidelity = fidelity_line(summary)
+    if fidelity:
+        lines.append(fidelity)
+    lines += warning_lines(summary)
+    return "\n".join(lines)
 
 
-def done_text(seconds: float) -> str:
+def results_title(summary: dict) -> str:
+    """The results box's title: a flagged run says so before anything is read."""
+    return f"Results - {NOT_AN_EXPLANATION.upper()}" if summary.get("flags") else "Results"
+
+
+def done_text(seconds: float, summary: dict | None = None) -> str:
+    """The status line after a run; a flagged run says it is not an explanation, with the first reason."""
+    flags = flag_lines(summary or {})
+    if flags:
+        return f"{flags[0]} (done in {duration(seconds)}; see the results below)"
     return f"Done in {duration(seconds)}; the results are in the scene and below."

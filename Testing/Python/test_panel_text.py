@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from CTCounterfactualScene.panel_text import done_text, duration, progress_text, results_text
+from CTCounterfactualScene.panel_text import done_text, duration, progress_text, results_text, results_title
 
 
 def test_durations():
@@ -27,3 +27,20 @@ def test_results_text_from_a_run(swept_run):
 
 def test_done_text():
     assert done_text(185) == "Done in 3 min 05 s; the results are in the scene and below."
+
+
+def test_flagged_run_says_not_an_explanation_first():
+    flag = {"code": "cf_not_lower", "message": "the counterfactual's prediction is not below the reconstruction's"}
+    summary = {
+        "predictions": {"input": 0.7, "reconstruction": 0.68, "counterfactual": 0.69},
+        "output_chunk": {"start": 4, "end": 8, "lambda": 2.5},
+        "target": {"name": "effusion"},
+        "mode": "scan",
+        "flags": [flag],
+        "warnings": ["the input's voxels are uint8"],
+    }
+    expected = f"Not an explanation: {flag['message']}"
+    assert done_text(65, summary) == f"{expected} (done in 1 min 05 s; see the results below)"
+    lines = results_text(summary).splitlines()
+    assert lines[0] == expected and lines[-1] == "Warning: the input's voxels are uint8"
+    assert results_title(summary) == "Results - NOT AN EXPLANATION" and results_title({"flags": []}) == "Results"

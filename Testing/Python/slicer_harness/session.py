@@ -49,7 +49,7 @@ def slicer_python_dir() -> Path | None:
 def _ours(name: str) -> bool:
     """Modules that belong to one session (the test process has its own ``slicer`` from PyPI)."""
     top = name.split(".")[0]
-    return top in ("slicer", "qt", "ctk", "PyTorchUtils", "CTCounterfactual", "CTCounterfactualScene")
+    return top in ("slicer", "qt", "ctk", "PyTorchUtils", "SampleData", "CTCounterfactual", "CTCounterfactualScene")
 
 
 def new_app_scene() -> tuple[slicer_core.vtkMRMLScene, list]:
@@ -149,6 +149,12 @@ class SlicerSession:
         module.app = self.app
         module.mrmlScene = self.scene
         import slicer.util  # noqa: F401  (Slicer's application imports it at startup)
+
+        # a core module, importable before startup completes; executed per session (it imports this ``slicer``)
+        spec = importlib.util.spec_from_file_location("SampleData", Path(__file__).parent / "sampledata_standin.py")
+        sample_data = importlib.util.module_from_spec(spec)
+        sys.modules["SampleData"] = sample_data
+        spec.loader.exec_module(sample_data)
 
         return module
 
