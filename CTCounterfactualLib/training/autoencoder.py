@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +39,7 @@ DEMO_CONVENTION = SliceConvention(
 
 # the real-anatomy VQ-GAN: 512 x 512 chest slices resized to 128 x 128 (2.8 mm for a 360 mm field of
 # view), the coarsest grid on which the larger lung vessels and the fissures stay visible
-REAL_CONVENTION = SliceConvention(
-    window=HUWindow(-1000.0, 1000.0),
-    size=128,
-    rot90_k=0,
-    flip=False,
-    input_scale=2.0,
-    input_offset=-1.0,
-    output_scale=0.5,
-    output_offset=0.5,
-)
+REAL_CONVENTION = replace(DEMO_CONVENTION, size=128)
 
 
 def demo_vqgan_config(resolution: int = 64) -> VQGANConfig:
