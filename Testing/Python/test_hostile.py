@@ -427,7 +427,11 @@ def test_a_normal_run_has_no_warnings_and_no_flags(capfd, hostile, tmp_path):
     code, stdout, err = _run(capfd, *_explain(hostile, hostile["ct"], out))
     assert code == 0, err
     summary = json.loads((out / SUMMARY_JSON).read_text())
-    assert summary["warnings"] == [] and "ctcf: warning" not in err
+    # the input is plausible CT: no input warning; the tiny random autoencoder may still get its fidelity
+    # warning (issue 15's check of the model, not of the input), printed once like every warning
+    input_warnings = [w for w in summary["warnings"] if not w.startswith("the autoencoder reconstructs")]
+    assert input_warnings == []
+    assert err.count("ctcf: warning") == len(summary["warnings"])
     flagged = bool(summary["flags"])
     assert ("FLAGGED" in stdout) == flagged
 
