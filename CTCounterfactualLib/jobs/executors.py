@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.jobs.stop import kill_workers, workers_ignore_sigint
+from CTCounterfactualLib.jobs.stop import WAIT_SLICE_S, ignore_sigint_in_worker, kill_workers, sigint_held
 from CTCounterfactualLib.params import DEFAULT_EXECUTOR, EXECUTORS
 
 DEFAULT_RETRIES = 2  # Ray: restarts of a lost worker and retries of the task it was running
@@ -72,6 +72,7 @@ _WORKER: TaskFunction | None = None
 
 def _init_local(factory: WorkerFactory) -> None:
     global _WORKER
+    ignore_sigint_in_worker()
     _WORKER = factory()
 
 
@@ -115,13 +116,14 @@ def _run_local(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) ->
     # spawn: workers start clean (no copied torch thread pools or half-held locks from this process)
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local, initargs=(factory,))
+    killed = False
     try:
-        # the workers start during the submits and inherit both: thread counts, and SIGINT ignored (a Ctrl-C
-        # reaches the whole process group; this process stops them instead, without their tracebacks)
-        with _thread_env(spec.threads()), workers_ignore_sigint():
+        # the workers start during the submits and inherit both: thread counts, and SIGINT held until they ignore
+        # it (a Ctrl-C reaches the whole process group; this process stops them instead, without their tracebacks)
+        with _thread_env(spec.threads()), sigint_held():
             pending = {pool.submit(_run_in_worker, i, task) for i, task in enumerate(tasks)}
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=WAIT_SLICE_S, return_when=FIRST_COMPLETED)
             for fut in finished:
                 try:
                     yield fut.result()
@@ -132,9 +134,11 @@ def _run_local(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) ->
                     ) from None
     except BaseException:  # Ctrl-C, SIGTERM or the caller stopped: stop the volumes in flight too, now
         kill_workers(pool)
+        killed = True
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if not killed:  # after a kill nothing is left to wait for
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---- ray: one long-lived actor per slot ----------------------------------------------------------------

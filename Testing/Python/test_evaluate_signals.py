@@ -54,18 +54,10 @@ def _busy_workers(proc: subprocess.Popen, n: int) -> list[int]:
         time.sleep(0.2)
 
 
-# Ctrl-C to the whole process group stops at once when run alone (2/2 here) but hung past the 20 s guard
-# once in a full clean-clone CI run (the parent printed its first event, then nothing): a known open defect
-# of the local pool's Ctrl-C path (issue 14 stays open for it); SIGTERM is strict.
-CTRL_C_OPEN = pytest.mark.xfail(strict=False, reason="Ctrl-C to the process group can hang the local pool (open)")
-
-
-@pytest.mark.parametrize("how", ["sigterm", pytest.param("ctrl-c", marks=CTRL_C_OPEN)])
-def test_evaluate_stops_at_once_on_a_signal(tmp_path, how):
-    out = tmp_path / "report"
+def _evaluate(out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "CTCounterfactualLib.cli", "evaluate", "--out", str(out), "--positives", "2"]
     cmd += ["--negatives", "2", "--workers", "2", "--phantom-slices", "48", "--progress", "json"]
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         cmd,
         cwd=REPO,
         env=ONE_THREAD_ENV,
@@ -74,6 +66,30 @@ def test_evaluate_stops_at_once_on_a_signal(tmp_path, how):
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
+
+
+def test_ctrl_c_while_torch_loads_is_one_line(tmp_path):
+    """Loading torch takes a second or more at start: a Ctrl-C then gets the same line as later (it gave a
+    Python traceback, or a C++ ``terminate`` from inside torch's import, exit -2 / -6)."""
+    proc = _evaluate(tmp_path / "report")
+    try:
+        while "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text():  # torch's import has begun
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=STOP_LIMIT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert (proc.returncode, stderr.splitlines()) == (130, ["ctcf: interrupted; no outputs were written"]), stderr
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_evaluate_stops_at_once_on_a_signal(tmp_path, how):
+    out = tmp_path / "report"
+    proc = _evaluate(out)
     try:
         workers = _busy_workers(proc, 2)
         if how == "sigterm":

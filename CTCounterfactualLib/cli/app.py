@@ -1,0 +1,88 @@
+"""The ``ctcf`` command line: the parser, one module per command group, and the one-line error contract."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from CTCounterfactualLib import __version__
+from CTCounterfactualLib.cli import EXIT_INTERRUPTED, INTERRUPTED
+from CTCounterfactualLib.cli.batch import add_batch
+from CTCounterfactualLib.cli.demo import add_demo
+from CTCounterfactualLib.cli.evaluate import add_evaluate
+from CTCounterfactualLib.cli.explain import add_explain
+from CTCounterfactualLib.cli.models import add_models_parser
+from CTCounterfactualLib.cli.train import add_training
+from CTCounterfactualLib.errors import CTCFError, last_line, one_line
+from CTCounterfactualLib.method.memory_estimate import OutOfMemory
+from CTCounterfactualLib.progress import JsonProgress
+from CTCounterfactualLib.protocol import ERROR
+
+EXIT_BUG = 70  # sysexits' EX_SOFTWARE: an error no check of ctcf foresaw (bad input gives 2, out of memory 3)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get the same one-line ``ctcf: error:`` form as every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"ctcf: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ctcf", description="Counterfactual explanations of 3D CT classifiers.")
+    parser.add_argument("--version", action="version", version=f"ctcf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_explain(sub)
+    add_demo(sub)
+    add_training(sub)
+    add_models_parser(sub)
+    add_evaluate(sub)
+    add_batch(sub)
+    return parser
+
+
+def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind, clean up, exit
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    json_mode = getattr(args, "progress", None) == "json"
+    try:
+        return args.func(args)
+    except CTCFError as e:
+        message = one_line(str(e))  # a message quoting a parser or library keeps to one line
+        if json_mode:
+            JsonProgress()(ERROR, 0, 0, message)
+        print(f"ctcf: error: {message}", file=sys.stderr)
+        return 3 if isinstance(e, OutOfMemory) else 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except torch.OutOfMemoryError:
+        print(
+            "ctcf: error: out of memory; try --device cpu, a smaller --batch-size, a smaller --slices range "
+            "or a smaller --chunk-size",
+            file=sys.stderr,
+        )
+        return 3
+    except Exception as e:  # a case no check foresaw: still one line; CTCF_DEBUG=1 shows the traceback
+        if os.environ.get("CTCF_DEBUG"):
+            raise
+        message = (
+            f"unexpected {type(e).__name__}: {last_line(e)} (a bug in ctcf: please report it with the "
+            "command line; CTCF_DEBUG=1 shows the traceback)"
+        )
+        if json_mode:
+            JsonProgress()(ERROR, 0, 0, message)
+        print(f"ctcf: error: {message}", file=sys.stderr)
+        return EXIT_BUG
+    finally:
+        signal.signal(signal.SIGTERM, previous)
