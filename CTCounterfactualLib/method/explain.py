@@ -202,7 +202,8 @@ class _FastShifter:
         frame = decode_slices(self.ae, self.z[a:b] + lam * self.gc, self.hw, self.batch)
         self.work[a:b] = frame
         try:
-            pred = float(self.score(self.work))
+            with torch.inference_mode():  # the classifier's forward, with no autograd bookkeeping at all
+                pred = float(self.score(self.work))
         finally:
             self.work[a:b] = self.x0[a:b]
         return Shift(pred, float((self.x0[a:b] - frame).abs().sum()), frame)
@@ -236,7 +237,8 @@ class _FaithfulShifter:
     @torch.no_grad()
     def __call__(self, lam: float) -> Shift:
         x = decode_slices(self.ae, self.z + lam * self.g, self.hw, self.batch)
-        pred = float(self.score(x))
+        with torch.inference_mode():
+            pred = float(self.score(x))
         return Shift(pred, float((self.x0 - x).abs().sum()), x[self.a : self.b].clone())
 
 
