@@ -41,7 +41,7 @@ models: $(STAMP)
 		--real-ct $(SHARED)/lidc_idri_0001/ct.nii.gz --init build/phantom_vqgan.pt \
 		--steps 74 --adv-start 200 --batch 6 --crop 64 --heldout $(HELDOUT) --catalog
 	$(BIN)/ctcf train-classifier --real-ct --out CTCounterfactualLib/resources/models/demo_effusion.pt \
-		--train 30 --epochs 30 --eval 40 --heldout $(HELDOUT) --catalog
+		--also-ct Testing/Data/example_ct.nii.gz --train 60 --epochs 40 --eval 200 --heldout $(HELDOUT) --catalog
 	$(BIN)/ctcf train-lungseg --out CTCounterfactualLib/resources/models/demo_lungsize.pt --phantoms 40 --train-real --steps 600 \
 		--real-ct Testing/Data/example_ct.nii.gz --real-seg Testing/Data/example_seg.nii.gz \
 		--heldout $(HELDOUT) --catalog

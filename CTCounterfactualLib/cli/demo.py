@@ -33,7 +33,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     e0, e1 = src["effusion_slices"]
     print(
         f"{src['ct']} with a simulated {src['effusion']} pleural effusion (seed {src['effusion_seed']}, "
-        f"{src['effusion_ml']:.0f} ml) on slices {e0}-{e1 - 1}; threshold {r['threshold']}"
+        f"{src['effusion_ml']:.0f} ml) on slices {e0}-{e1 - 1}; threshold {r['threshold']:.3f}"
     )
     for mode in ("scan", "joint"):
         m = r[mode]

@@ -54,6 +54,13 @@ def add_training(sub) -> None:
         help="train on the bundled real chest CT with and without simulated effusions (one pair per seed; the "
         "evidence map is also supervised by the fluid mask) instead of phantoms",
     )
+    p.add_argument(
+        "--also-ct",
+        action="append",
+        default=[],
+        help="with --real-ct: another real CT to train on, with and without effusions (lungs from a computed mask; "
+        "repeatable; seeds go round robin over the bundled CT and these)",
+    )
     p.add_argument("--heldout", action="append", default=[], help="real CT for the held-out AUC (repeatable)")
     p.add_argument("--train", type=int, default=160, help="training phantoms, or effusion seeds with --real-ct")
     p.add_argument("--eval", type=int, default=100, help="held-out phantoms for the AUC (default 100)")
@@ -127,7 +134,16 @@ def _run_classifier(args: argparse.Namespace) -> int:
         from CTCounterfactualLib.training.real_recipes import real_effusion_classifier
 
         real_effusion_classifier(
-            args.out, args.autoencoder, args.train, args.eval, args.epochs, args.seed, args.heldout, args.catalog, _log
+            args.out,
+            args.autoencoder,
+            args.train,
+            args.eval,
+            args.epochs,
+            args.seed,
+            args.heldout,
+            args.catalog,
+            _log,
+            also=args.also_ct,
         )
         return 0
     info = demo_effusion_classifier(

@@ -42,12 +42,20 @@ def effusion_pairs(
             xs.append(conv.to_model(t.clamp(-1000, 1000))[0])
             ys.append(label)
             ms.append(mask * label)
-    depth = min(x.shape[1] for x in xs)  # scans differ in slice count: keep the lowest (basal) slices
+    # scans differ in slice count: extend the shorter ones at the cranial end (LPS: the last slices) by repeating
+    # their top slice, which keeps every slice of every scan (cropping cut the lungs off an abdomen CT)
+    depth = max(x.shape[1] for x in xs)
     return (
-        torch.stack([x[:, :depth] for x in xs]),
+        torch.stack([_extend_cranially(x, depth, "replicate") for x in xs]),
         torch.tensor(ys),
-        torch.stack([m[:, :depth] for m in ms]),
+        torch.stack([_extend_cranially(m, depth, "constant") for m in ms]),
     )
+
+
+def _extend_cranially(t: torch.Tensor, depth: int, mode: str) -> torch.Tensor:
+    """(C, D, H, W) -> (C, depth, H, W), new slices after the last one."""
+    extra = depth - t.shape[1]
+    return F.pad(t[None], (0, 0, 0, 0, 0, extra), mode=mode)[0] if extra else t
 
 
 def plausible_volume_affine(
@@ -65,6 +73,22 @@ def plausible_volume_affine(
     low = x.amin(dim=(0, 2, 3, 4)).reshape(1, c, 1, 1)  # outside the scan: air (and no fluid)
     out = F.grid_sample(slices - low, grid, align_corners=False) + low
     return out.reshape(b, d, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def scanner_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Training augmentation for one training CT to stand for many: (B, C, D, H, W), channel 0 the CT in model
+    units (HU / 1000), further channels masks. Left/right flip (the label does not depend on the side), a wider
+    affine (patients and fields of view differ: zoom +-25 %), and per volume an intensity offset (+-30 HU),
+    gain (+-5 %) and noise (0-40 HU) on the CT channel (scanners and kernels differ)."""
+    b = x.shape[0]
+    flip = torch.rand(b, generator=g) < 0.5
+    x = torch.where(flip.view(b, 1, 1, 1, 1), torch.flip(x, dims=(-1,)), x)
+    x = plausible_volume_affine(x, g, zoom=0.25)
+    u = torch.rand(b, 3, generator=g).view(b, 3, 1, 1, 1)
+    ct = x[:, 0]
+    ct = ct * (1 + (u[:, 0] * 2 - 1) * 0.05) + (u[:, 1] * 2 - 1) * 0.03
+    ct = ct + torch.randn(ct.shape, generator=g) * u[:, 2] * 0.04
+    return torch.cat([ct[:, None], x[:, 1:]], 1)
 
 
 def augmented_scores(net: torch.nn.Module, x: torch.Tensor, seed: int) -> np.ndarray:

@@ -32,7 +32,7 @@ from CTCounterfactualLib.training.classifier import (
     save_classifier,
     train_classifier,
 )
-from CTCounterfactualLib.training.effusion_real import augmented_scores, effusion_pairs, plausible_volume_affine
+from CTCounterfactualLib.training.effusion_real import augmented_scores, effusion_pairs, scanner_augment
 
 Log = Callable[[str], None]
 HELDOUT_EFFUSION_SEEDS = 20_000  # first effusion seed of the held-out pairs
@@ -89,11 +89,13 @@ def real_effusion_classifier(
     heldout: list[str],
     catalog: bool,
     log: Log = print,
+    also: list[str] = (),
 ) -> dict:
-    """The effusion 3D CNN on the bundled real CT with / without simulated effusions; AUC on held-out pairs."""
+    """The effusion 3D CNN on the bundled real CT (and ``also``) with / without simulated effusions; AUC on held-out
+    pairs."""
     ae = load_autoencoder(autoencoder) if autoencoder else None
     demo = load_demo_ct()
-    scans = [resample_chest(demo.hu, demo.geometry, demo.labels, name=DEMO_CT.name)]
+    scans = [resample_chest(demo.hu, demo.geometry, demo.labels, name=DEMO_CT.name)] + [load_chest(a) for a in also]
     tc = ClassifierTrainConfig(n_train=n_train, epochs=epochs, seed=seed)
     train_seeds = list(range(tc.first_seed, tc.first_seed + tc.n_train))
     t0 = time.monotonic()
@@ -104,7 +106,7 @@ def real_effusion_classifier(
         y,
         tc,
         log=lambda e, d: log(f"epoch {e}: loss {d['loss']:.4f} ({time.monotonic() - t0:.0f} s)"),
-        augment=plausible_volume_affine,
+        augment=scanner_augment,
         masks=masks,
     )
     with torch.no_grad():  # the threshold halfway between the classes' median training scores
@@ -115,6 +117,7 @@ def real_effusion_classifier(
         "threshold": threshold,
         "threshold_rule": "halfway between the median training scores of the two classes",
         "train_ct": DEMO_CT.name,
+        "also_train_cts": [Path(a).name for a in also],
         "train_effusion_seeds": [train_seeds[0], train_seeds[-1]],
         "autoencoder": Path(autoencoder).name if autoencoder else None,
         "train_seconds": round(time.monotonic() - t0),
