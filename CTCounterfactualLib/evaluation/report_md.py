@@ -71,7 +71,7 @@ def _table1(s: dict) -> list[str]:
         out.append(f"| {name} | {stat} | {n} | {fmt_p(test)} ({test.get('method', '')}) |")
     out += [
         "",
-        f"Positives the classifier detects (input ≥ {t['threshold']}): {t['positives_detected']}; of those, the CF "
+        f"Positives the classifier detects (input ≥ {t['threshold']:.3f}): {t['positives_detected']}; of those, the CF "
         f"falls below the threshold in {fmt(t['flipped_below_threshold'], 1, pct=True)} "
         f"(n = {_n(t['flipped_below_threshold'])}). Negatives flagged positive: {t['negatives_flagged']}.",
         "",
@@ -127,7 +127,7 @@ HEADER = [
 
 def _localization(s: dict) -> list[str]:
     loc = s["localization"]
-    out = ["## 4. Localization (paper Fig. 3B, measured against the phantoms' effusion masks)", ""]
+    out = ["## 4. Localization (paper Fig. 3B, measured against the effusions' masks)", ""]
     if not loc["n_volumes"]:
         return out + ["No volume has a finding mask: nothing to measure.", ""]
     out += HEADER

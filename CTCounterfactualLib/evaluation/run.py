@@ -32,7 +32,8 @@ def _lungsize_picks(items: list[CohortItem], n: int) -> set[str]:
     return set(mixed[:n])
 
 
-def _describe(items: list[CohortItem]) -> str:
+def describe_cohort(items: list[CohortItem]) -> str:
+    """One sentence for the report: what the cohort is made of."""
     n_pos = sum(i.label for i in items)
     if all(i.source == "phantom" for i in items):
         seeds = [i.seed for i in items]
@@ -44,6 +45,14 @@ def _describe(items: list[CohortItem]) -> str:
             "128 × 128, 2.5 × 2.5 × 5 mm; effusion side, depth and extent random per seed, as "
             f"`train_classifier.random_effusion_spec`); seeds {span(pos)} (positives), {span(neg)} (negatives); "
             f"{len(seeds)} volumes"
+        )
+    if all(i.source == "real" for i in items):
+        cts = list(dict.fromkeys(i.path for i in items))
+        seeds = [i.seed for i in items if i.label == 1]
+        return (
+            f"{n_pos} positives: {len(cts)} real CT(s) ({', '.join(f'`{c}`' for c in cts)}) in turn, each with a "
+            f"simulated pleural effusion of seed {seeds[0]}-{seeds[-1]}; {len(items) - n_pos} negatives: the same "
+            "CTs without fluid, once each; all on the models' 128 × 128, 5 mm grid"
         )
     return f"{n_pos} positive and {len(items) - n_pos} negative volumes from a cohort CSV"
 
@@ -81,7 +90,7 @@ def run_evaluation(
     catalog = read_catalog()
     meta = {
         "command": command,
-        "cohort": {"description": _describe(items), "items": [i.to_dict() for i in items]},
+        "cohort": {"description": describe_cohort(items), "items": [i.to_dict() for i in items]},
         "settings": {**dataclasses.asdict(settings), "entries": entries, "lungsize_volumes": sorted(picks)},
         "executor": executor.kind,
         "workers": workers,

@@ -20,3 +20,11 @@ def test_real_cohort_positives_are_the_negatives_plus_fluid():
 def test_real_cohort_refuses_a_missing_ct(tmp_path):
     with pytest.raises(CTCFError, match="does not exist"):
         real_effusion_cohort([str(tmp_path / "missing.nii.gz")], positives=1)
+
+
+def test_the_report_describes_a_real_cohort_as_such():
+    from CTCounterfactualLib.evaluation.run import describe_cohort
+
+    text = describe_cohort(real_effusion_cohort([BUNDLED_CT], positives=3, seed=7))
+    assert text.startswith("3 positives: 1 real CT(s) (`bundled`)")
+    assert "simulated pleural effusion of seed 7-9" in text and "1 negatives: the same CTs without fluid" in text
