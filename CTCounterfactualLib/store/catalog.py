@@ -220,6 +220,9 @@ def load_bundled_classifier(name: str = "demo-effusion") -> tuple[Classifier, Pa
     return load_classifier(path), path
 
 
+KEPT_ON_RETRAINING = ("license", "citation", "sources", "aliases")  # fields a retrained entry inherits
+
+
 def register(
     path: Path, name: str, kind: str, targets: list[str], training: dict, notes: str = "", catalog: Path = CATALOG_PATH
 ) -> CatalogEntry:
@@ -241,8 +244,11 @@ def register(
         notes=notes,
         root=catalog.parent.resolve(),
     )
-    doc["models"] = [e if e["name"] != name else entry.to_dict() for e in doc["models"]]
+    new = entry.to_dict()
+    for old in (e for e in doc["models"] if e["name"] == name):  # retraining keeps the provenance written for it
+        new.update({k: old[k] for k in KEPT_ON_RETRAINING if old.get(k) and not new.get(k)})
+    doc["models"] = [e if e["name"] != name else new for e in doc["models"]]
     if not any(e["name"] == name for e in doc["models"]):
-        doc["models"].append(entry.to_dict())
+        doc["models"].append(new)
     write_json_atomic(catalog, doc)
     return entry

@@ -142,6 +142,6 @@ def real_effusion_classifier(
             "classifier",
             EFFUSION_TARGETS,
             info,
-            "3D CNN for pleural effusion, trained on a real chest CT with and without simulated effusions",
+            "3D CNN for pleural effusion, trained on two real CTs with and without simulated effusions",
         )
     return info

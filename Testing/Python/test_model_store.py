@@ -260,6 +260,15 @@ def test_old_catalog_entries_and_register_stay_compatible(tmp_path):
     e = read_catalog(catalog)["mine"]
     assert e.bundled and e.weights() == ModelFile(name="m.pt", bytes=7, sha256=sha(b"weights"))
 
+    # retraining replaces the weights and the record but keeps the licence written for the entry
+    doc["models"][0]["license"] = "Apache-2.0 (trained on X)"
+    catalog.write_text(json.dumps(doc))
+    model.write_bytes(b"retrained")
+    register(model, "mine", "classifier", ["a"], {"steps": 2}, "note", catalog=catalog)
+    (again,) = json.loads(catalog.read_text())["models"]
+    assert again["license"] == "Apache-2.0 (trained on X)"
+    assert again["sha256"] == sha(b"retrained") and again["training"] == {"steps": 2}
+
 
 def test_malformed_entries_are_refused(tmp_path):
     catalog = tmp_path / "c.json"
