@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "CTCounterfactual")
 
 import pytest  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
+from one_thread import one_torch_thread  # noqa: E402
 from slicer_harness.session import SLICER_VERSIONS  # noqa: E402
 
 from CTCounterfactualLib.data.volume_io import Geometry, read_volume, write_volume  # noqa: E402
@@ -54,7 +55,6 @@ def long_ct(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def swept_run(tmp_path_factory, small_ct, tiny_model_files) -> Path:
     """A real ``ctcf explain --sweep`` of ``small_ct`` (scan, slices 4:20, chunks of 4): its output folder."""
-    import torch
     from cli_runner import run_main
 
     out = tmp_path_factory.mktemp("swept_run") / "result"
@@ -62,13 +62,16 @@ def swept_run(tmp_path_factory, small_ct, tiny_model_files) -> Path:
     argv = ["explain", str(small_ct), "--out", str(out), "--autoencoder", str(ae), "--classifier", str(clf)]
     argv += ["--target", "effusion", "--slices", "4:20", "--chunk-size", "4", "--sweep", "--progress", "none"]
     argv += ["--max-steps", "200", "--lambda-sweep-steps", "4"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         assert run_main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(scope="module")
+def torch_on_one_thread():
+    """The module's tests run torch on one thread (``one_thread.py`` says why)."""
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(params=SLICER_VERSIONS)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 from cli_runner import run_main
+from one_thread import ONE_THREAD_ENV
 
 import CTCounterfactualLib
 from CTCounterfactualLib.data.volume_io import read_volume
@@ -24,18 +24,10 @@ from CTCounterfactualLib.protocol import CHUNK_COLUMNS, OUTPUT_FILES
 
 REPO = Path(__file__).resolve().parents[2]
 DICOM_DIR = REPO / "Testing" / "Data" / "example_ct_dicom"
-# One torch thread: on a shared 2-core machine, OpenMP threads that wait on a busy core spin and
-# make these tiny jobs tens of times slower. Results do not depend on the thread count.
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 VOLUME_OUTPUTS = ("counterfactual.nrrd", "reconstruction.nrrd", "heatmap.nrrd", "difference.nrrd")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 
 
 def _sha256(path: Path) -> str:

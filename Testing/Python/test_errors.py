@@ -20,13 +20,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from one_thread import ONE_THREAD_ENV
 
 from CTCounterfactualLib.data.volume_io import read_volume, write_volume
 
 REPO = Path(__file__).resolve().parents[2]
 CUDA = torch.cuda.is_available()
-# One torch thread per subprocess: several run at once on few cores, where OpenMP threads spin.
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # case -> (keywords the error line must contain (case-insensitive), extra CLI arguments)
 # The input and models of each case are made by _prepare below.

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from one_thread import ONE_THREAD_ENV
 
 REPO = Path(__file__).resolve().parents[2]
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 STOP_LIMIT_S = 20  # a hang guard far above the couple of seconds a stop takes, far below one volume's run
 
 

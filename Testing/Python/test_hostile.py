@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from cli_runner import run_main
+from one_thread import ONE_THREAD_ENV
 from torch import nn
 
 from CTCounterfactualLib.data.volume_io import Geometry, read_volume, write_volume
@@ -27,16 +28,10 @@ from CTCounterfactualLib.models.classifier import save_torchscript
 from CTCounterfactualLib.protocol import SUMMARY_JSON
 
 REPO = Path(__file__).resolve().parents[2]
-ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 FAST = ("--progress", "none", "--max-steps", "40", "--lambda-sweep-steps", "3", "--chunk-size", "8")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_on_one_thread")
 
 
 # ------------------------------------------------------------------------------------------- hostile models
