@@ -116,7 +116,6 @@ def _run_local(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) ->
     # spawn: workers start clean (no copied torch thread pools or half-held locks from this process)
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_local, initargs=(factory,))
-    killed = False
     try:
         # the workers start during the submits and inherit both: thread counts, and SIGINT held until they ignore
         # it (a Ctrl-C reaches the whole process group; this process stops them instead, without their tracebacks)
@@ -133,12 +132,10 @@ def _run_local(factory: WorkerFactory, tasks: list[Task], spec: ExecutorSpec) ->
                         "command again to go on, or use --executor ray, which retries lost workers"
                     ) from None
     except BaseException:  # Ctrl-C, SIGTERM or the caller stopped: stop the volumes in flight too, now
-        kill_workers(pool)
-        killed = True
+        kill_workers(pool)  # (and nothing left to wait for after it)
         raise
-    finally:
-        if not killed:  # after a kill nothing is left to wait for
-            pool.shutdown(wait=True, cancel_futures=True)
+    else:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---- ray: one long-lived actor per slot ----------------------------------------------------------------
