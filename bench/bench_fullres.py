@@ -8,12 +8,13 @@ chunk 10, each variant in its own child process (``subprocess``), one after the 
 
 * ``previous``: the path before issue 15 - search at the input's resolution, raw-gradient lambda
   (``--search-resolution input --lambda-scale reference --output-map reference``), libgomp's default
-  OpenMP wait policy (idle threads spin);
+  OpenMP wait policy (idle threads spin), NCHW convolutions;
 * ``passive``: the same with idle OpenMP threads sleeping (``OMP_WAIT_POLICY=PASSIVE``, now the package's
   default): the same numbers, bit for bit;
 * ``grid``: the search on the autoencoder's 64 x 64 grid, raw-gradient lambda (isolates the grid's gain;
   its lambdas are comparable with ``previous``/``faithful``);
-* ``fast``: the defaults (model grid, scale-free lambda, auto output map);
+* ``nchw``: the defaults with the VQ-GAN's convolutions in NCHW memory layout (before the NHWC switch);
+* ``fast``: the defaults (model grid, scale-free lambda, auto output map, NHWC convolutions on CPU);
 * ``faithful``: ``--faithful`` (the reference: every slice decoded at every step); joint only, since in
   scan mode it decodes the whole volume at every step of every chunk (hours on 2 CPU cores).
 
@@ -41,10 +42,12 @@ CT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lidc_idri
 SHARED_CT = Path("/work/shared/data/lidc_idri_0001/ct.nii.gz")
 # today's path also spun idle OpenMP threads (libgomp's default wait policy); the others get the package's
 OMP_POLICY = {"previous": ""}  # "" = unset for libgomp (its default), and kept by the package's setdefault
+NCHW = {"previous", "passive", "grid", "nchw"}  # the variants that keep the VQ-GAN in NCHW (as before)
 VARIANTS = {
     "previous": dict(search_resolution="input", output_map="reference", lambda_scale="reference"),
     "passive": dict(search_resolution="input", output_map="reference", lambda_scale="reference"),
     "grid": dict(search_resolution="model", output_map="reference", lambda_scale="reference"),
+    "nchw": dict(),
     "fast": dict(),
     "faithful": dict(faithful=True),
 }
@@ -58,9 +61,12 @@ def child(spec: dict) -> dict:
     from CTCounterfactualLib.data.volume_io import read_volume
     from CTCounterfactualLib.method.explain import ExplainConfig, explain
     from CTCounterfactualLib.method.search import next_lambda
+    from CTCounterfactualLib.models import autoencoder
     from CTCounterfactualLib.params import SearchParams
     from CTCounterfactualLib.store.open_models import open_autoencoder, open_named_classifier
 
+    if spec["variant"] in NCHW:
+        autoencoder.CPU_MEMORY_FORMAT = torch.contiguous_format
     ae, _, _ = open_autoencoder("demo-vqgan")
     clf, _, _ = open_named_classifier("demo-lungsize", None)
     hu = read_volume(spec["ct"]).array
@@ -112,7 +118,7 @@ def main() -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--slices", help="A:B slab of the CT (default: all 133 slices)")
     ap.add_argument("--cases", default="joint,scan", help="joint, scan or both (default both)")
-    ap.add_argument("--variants", default="previous,passive,grid,fast,faithful")
+    ap.add_argument("--variants", default="previous,passive,grid,nchw,fast,faithful")
     ap.add_argument("--workdir", default="/tmp/ctcf_bench_fullres")
     args = ap.parse_args()
     if args.child:

@@ -27,6 +27,11 @@ PUBLISHED_CT_CONVENTION = SliceConvention(
     output_offset=0.5,
 )
 
+# NHWC on CPU: oneDNN's convolutions run this decoder about 1.5x faster (133 slices at 128 x 128 in
+# batches of 8: 6.4 -> 4.3 s on the project's CPU); values move only by float rounding (< 1e-5 of the
+# window). A module setting so that bench/bench_fullres.py can measure the NCHW path side by side.
+CPU_MEMORY_FORMAT = torch.channels_last
+
 
 @dataclass
 class SliceAutoencoder:
@@ -47,7 +52,8 @@ class SliceAutoencoder:
         return self.convention.window
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> SliceAutoencoder:
-        self.model.to(device=device, dtype=dtype).eval()
+        memory_format = CPU_MEMORY_FORMAT if torch.device(device).type == "cpu" else torch.preserve_format
+        self.model.to(device=device, dtype=dtype, memory_format=memory_format).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         return self

