@@ -143,9 +143,33 @@ def lungsize(rows: list[dict]) -> dict:
     return out
 
 
+def by_ct(rows: list[dict]) -> dict:
+    """A real-CT cohort per source CT: its positives, its CT without fluid and the CFs (empty for other cohorts).
+
+    A classifier can separate fluid on the patient it was trained on and not on another; the pooled Table 1
+    hides that, this shows it.
+    """
+    out: dict = {}
+    for path in dict.fromkeys(r["path"] for r in rows if r.get("source") == "real"):
+        g = _by_label([r for r in rows if r.get("source") == "real" and r["path"] == path])
+        pos, neg = g["positives"], g["negatives"]
+        detected = [r for r in pos if r["input"] >= r["threshold"]]
+        out[path] = {
+            "positives": mean_se([r["input"] for r in pos]),
+            "negatives": mean_se([r["input"] for r in neg]),
+            "cf": mean_se([r["cf"] for r in pos]),
+            "cf_joint": mean_se([r["cf_joint"] for r in pos]),
+            "above_every_negative": _rate([all(p["input"] > n["input"] for n in neg) for p in pos]) if neg else None,
+            "positives_detected": len(detected),
+            "flipped_below_threshold": _rate([r["cf"] < r["threshold"] for r in detected]),
+        }
+    return out
+
+
 def summarize(rows: list[dict], chunk_size: int, entries: list[str]) -> dict:
     return {
         "table1": table1(rows, chunk_size),
+        "by_ct": by_ct(rows),
         "sweep": sweep(rows, entries),
         "localization": localization(rows),
         "identity": identity(rows),

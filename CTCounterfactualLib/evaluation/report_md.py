@@ -79,6 +79,27 @@ def _table1(s: dict) -> list[str]:
     return out
 
 
+def _by_ct(s: dict) -> list[str]:
+    """Table 1 per source CT of a real-CT cohort (nothing for phantoms or a CSV cohort)."""
+    cts = s.get("by_ct") or {}
+    if not cts:
+        return []
+    out = [
+        "By source CT (each CT's positives against the same CT without fluid):",
+        "",
+        "| CT | positives | its CT without fluid | positives above it | CFs of positives (chunk) | CFs (joint) "
+        "| detected → CF below threshold |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for path, d in cts.items():
+        out.append(
+            f"| `{path}` | {fmt(d['positives'])} (n = {_n(d['positives'])}) | {fmt(d['negatives'])} | "
+            f"{fmt(d['above_every_negative'], 0, pct=True)} | {fmt(d['cf'])} | {fmt(d['cf_joint'])} | "
+            f"{d['positives_detected']} → {fmt(d['flipped_below_threshold'], 0, pct=True)} |"
+        )
+    return out + [""]
+
+
 def _sweep(s: dict) -> list[str]:
     out = [
         "## 3. Chunk-size sweep (paper Fig. 5A) and distributions (Fig. 5B)",
@@ -268,6 +289,7 @@ def render(meta: dict, summary: dict) -> str:
         "",
     ]
     lines += _table1(summary)
+    lines += _by_ct(summary)
     lines += _sweep(summary)
     lines += _localization(summary)
     lines += _lungsize(summary)
