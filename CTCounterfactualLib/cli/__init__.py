@@ -2,7 +2,8 @@
 
 Loading torch takes a second or more; a Ctrl-C in that time must end like one at any later moment (one line,
 exit 130), not with a Python traceback or a C++ ``terminate`` from inside torch's import. Nothing has been
-written yet then, so it ends the process on the spot.
+written yet then, so it ends the process on the spot. A SIGINT that the caller ignores (a script's background
+job, ``nohup``-style launchers) stays ignored, as Python itself and every Unix tool leave it.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ctcf`` with ``argv`` (default: the command line); returns the exit code."""
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _interrupted_while_loading) if in_main else None
+    defer = (
+        threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    )
+    previous = signal.signal(signal.SIGINT, _interrupted_while_loading) if defer else None
     try:
         from CTCounterfactualLib.cli.app import main as run
     finally:
-        if in_main:
+        if defer:
             signal.signal(signal.SIGINT, previous)
     return run(argv)
 

@@ -1,5 +1,6 @@
 """Make the repository root importable (CTCounterfactualLib) without installing it."""
 
+import signal
 import sys
 from pathlib import Path
 
@@ -65,6 +66,16 @@ def swept_run(tmp_path_factory, small_ct, tiny_model_files) -> Path:
     with one_torch_thread():
         assert run_main(argv) == 0
     return out
+
+
+@pytest.fixture
+def python_ctrl_c():
+    """Python's own Ctrl-C handling in this process (and so SIG_DFL in the children it starts), whatever pytest
+    inherited: a shell's background job (``cmd &`` in a script) starts with SIGINT ignored, which the children
+    would keep and rightly never see a Ctrl-C."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")

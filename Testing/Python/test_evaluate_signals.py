@@ -20,6 +20,7 @@ from one_thread import ONE_THREAD_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_LIMIT_S = 20  # a hang guard far above the couple of seconds a stop takes, far below one volume's run
+pytestmark = pytest.mark.usefixtures("python_ctrl_c")
 
 
 def _children(pid: int) -> list[int]:
@@ -54,11 +55,12 @@ def _busy_workers(proc: subprocess.Popen, n: int) -> list[int]:
         time.sleep(0.2)
 
 
-def _evaluate(out: Path) -> subprocess.Popen:
+def _evaluate(out: Path, **popen) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "CTCounterfactualLib.cli", "evaluate", "--out", str(out), "--positives", "2"]
     cmd += ["--negatives", "2", "--workers", "2", "--phantom-slices", "48", "--progress", "json"]
     return subprocess.Popen(
         cmd,
+        **popen,
         cwd=REPO,
         env=ONE_THREAD_ENV,
         stdout=subprocess.PIPE,
@@ -68,15 +70,19 @@ def _evaluate(out: Path) -> subprocess.Popen:
     )
 
 
+def _interrupt_while_torch_loads(proc: subprocess.Popen) -> None:
+    while "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text():  # torch's import has begun
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+
+
 def test_ctrl_c_while_torch_loads_is_one_line(tmp_path):
     """Loading torch takes a second or more at start: a Ctrl-C then gets the same line as later (it gave a
     Python traceback, or a C++ ``terminate`` from inside torch's import, exit -2 / -6)."""
     proc = _evaluate(tmp_path / "report")
     try:
-        while "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text():  # torch's import has begun
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGINT)
+        _interrupt_while_torch_loads(proc)
         _, stderr = proc.communicate(timeout=STOP_LIMIT_S)
     finally:
         if proc.poll() is None:
@@ -108,3 +114,17 @@ def test_evaluate_stops_at_once_on_a_signal(tmp_path, how):
     assert not any(_alive(w) for w in workers)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no partial folder beside it
+
+
+def test_a_sigint_its_caller_ignores_stays_ignored_while_torch_loads(tmp_path):
+    """Started with SIGINT ignored (a script's background job), ``ctcf`` does not end on one, as any Unix tool:
+    the handler that ends a loading ``ctcf`` on Ctrl-C used to replace the ignore."""
+    proc = _evaluate(tmp_path / "report", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        _interrupt_while_torch_loads(proc)
+        workers = _busy_workers(proc, 2)  # it went on past loading, into the cohort
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert workers

@@ -13,6 +13,7 @@ import pytest
 from CTCounterfactualLib.jobs.executors import ExecutorSpec, run_tasks
 
 SLEEP_S = 60.0  # each task: far longer than a stop may take
+pytestmark = pytest.mark.usefixtures("python_ctrl_c")
 
 
 class SleepFactory:
