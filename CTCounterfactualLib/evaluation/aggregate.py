@@ -149,9 +149,10 @@ def by_ct(rows: list[dict]) -> dict:
     A classifier can separate fluid on the patient it was trained on and not on another; the pooled Table 1
     hides that, this shows it.
     """
+    real = [r for r in rows if r.get("source") == "real"]
     out: dict = {}
-    for path in dict.fromkeys(r["path"] for r in rows if r.get("source") == "real"):
-        g = _by_label([r for r in rows if r.get("source") == "real" and r["path"] == path])
+    for path in dict.fromkeys(r["path"] for r in real):
+        g = _by_label([r for r in real if r["path"] == path])
         pos, neg = g["positives"], g["negatives"]
         detected = [r for r in pos if r["input"] >= r["threshold"]]
         out[path] = {
