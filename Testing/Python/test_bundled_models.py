@@ -53,7 +53,7 @@ def demo_run(tmp_path_factory):
 def test_bundled_models_are_trained_on_real_anatomy():
     entries = read_catalog()
     vq = json.loads(entries["demo-vqgan"].path().with_suffix(".json").read_text())
-    assert vq["convention"]["size"] == 128 and vq["training"]["real_cts"] == ["ct.nii.gz"]
+    assert vq["convention"]["size"] == 128 and vq["training"]["real_cts"] == ["ct.nii.gz", "example_ct.nii.gz"]
     heldout = vq["training"]["heldout_lung_pet_ct_dx_A0001"]
     assert set(heldout) == {"mae_hu_body", "slope", "intercept_hu"}
     clf = entries["demo-effusion"].training
