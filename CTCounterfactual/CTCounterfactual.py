@@ -342,9 +342,16 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if event["total"]:
                 self.ui.progressBar.setRange(0, event["total"])
                 self.ui.progressBar.value = event["done"]
-            elapsed = time.monotonic() - job.started
+            now = time.monotonic()
+            if event["stage"] != job.stage:
+                job.stage, job.stage_started = event["stage"], now
             self.ui.statusLabel.text = progress_text(
-                event["stage"], event["message"], event["done"], event["total"], elapsed
+                event["stage"],
+                event["message"],
+                event["done"],
+                event["total"],
+                now - job.started,
+                now - job.stage_started,
             )
         for line in job.process.log[job.shown_log :]:
             self.ui.logText.appendPlainText(line)
@@ -473,6 +480,7 @@ class EngineJob:
         self.shown_log = 0
         self.discard = False  # the scene it belonged to was closed: never load its results
         self.started = time.monotonic()
+        self.stage, self.stage_started = "", self.started  # the progress stage now running, for its time left
 
     def cancel(self) -> None:
         self.process.cancel()

@@ -15,14 +15,19 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def progress_text(stage: str, message: str, done: int, total: int, elapsed: float) -> str:
-    """One status line: what runs, how far it is, how long it took so far and (once known) how long is left."""
+def progress_text(
+    stage: str, message: str, done: int, total: int, elapsed: float, stage_elapsed: float | None = None
+) -> str:
+    """One status line: what runs, how far it is, how long the run took so far and (once known) how long
+    the stage has left, from the stage's own pace (``stage_elapsed``: seconds since the stage began; the
+    run's ``elapsed`` when not given)."""
     parts = [f"{stage}: {message}" if message else stage]
     if total:
         parts.append(f"{done}/{total}")
     parts.append(f"{duration(elapsed)} elapsed")
     if total and 0 < done < total:
-        parts.append(f"about {duration(elapsed / done * (total - done))} left")
+        pace = (elapsed if stage_elapsed is None else stage_elapsed) / done
+        parts.append(f"about {duration(pace * (total - done))} left")
     return " · ".join(parts)
 
 

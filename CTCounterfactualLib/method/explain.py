@@ -22,7 +22,7 @@ from CTCounterfactualLib.method.fidelity import fidelity_warning, measure_fideli
 from CTCounterfactualLib.method.finite import require_finite
 from CTCounterfactualLib.method.latent_ops import ScoreFn, decode_slices, encode_volume, faithful_chunk_gradient
 from CTCounterfactualLib.method.memory import peak_memory_mb, reset_peak
-from CTCounterfactualLib.method.search import HeatmapAccumulator, Shift, latent_shift
+from CTCounterfactualLib.method.search import HeatmapAccumulator, OnEval, Shift, latent_shift
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.classifier import Classifier
 from CTCounterfactualLib.params import (
@@ -216,15 +216,21 @@ def _frame_collector(frames: list) -> Callable[[int, float, Shift], None]:
     return collect
 
 
-def _reporting(shifter, progress: Progress, n: int, total: int, a: int, b: int):
-    """Report every evaluated lambda, so a long search (joint mode) shows signs of life."""
+def _reporter(progress: Progress, n: int, n_chunks: int, a: int, b: int) -> OnEval:
+    """Report every evaluated lambda. Over several chunks the count is chunks done (their time left);
+    with one chunk (joint mode, minutes on a big CT) it is lambdas evaluated, against the most the search
+    can still take until it stops (so the time left is an upper bound), then the sweep's exact count."""
 
-    def shift(lam: float) -> Shift:
-        s = shifter(lam)
-        progress("search", n, total, f"slices {a}-{b - 1}: lambda {lam:g}, prediction {s.pred:.4f}")
-        return s
+    def report(lam: float, s: Shift, done: int, most: int, phase: str) -> None:
+        what = f"slices {a}-{b - 1}: lambda {lam:g}, prediction {s.pred:.4f}"
+        if n_chunks > 1:
+            progress("search", n, n_chunks, what)
+        elif phase == "search":
+            progress("search", done, most, f"{what} (search step {done}; at most {most} decodes in all)")
+        else:
+            progress("search", done, most, f"{what} (sweep frame; decode {done} of {most})")
 
-    return shift
+    return report
 
 
 class _FaithfulShifter:
@@ -372,14 +378,18 @@ def _search_chunk(prep: _Prepared, d: LatentDirection | None, work, a, b, n, tot
         with timer.stage("gradient"):
             pred0, gc = faithful_chunk_gradient(ae, score, z, tuple(x0.shape[-2:]), a, b, batch)
         with timer.stage("search"):
-            shifter = _reporting(_FaithfulShifter(ae, score, z, gc, x0, a, b, batch), progress, n, total, a, b)
-            outcome = latent_shift(shifter, shifter(0.0), prep.pixel_sum, cfg.search, keep)  # reference decodes 0
+            shifter = _FaithfulShifter(ae, score, z, gc, x0, a, b, batch)
+            report = _reporter(progress, n, total, a, b)
+            outcome = latent_shift(  # the reference decodes lambda 0 too
+                shifter, shifter(0.0), prep.pixel_sum, cfg.search, keep, on_eval=report
+            )
         return pred0, outcome, 1.0
     gc, unit, pred_unit = _chunk_direction(prep, d, a, b, reg)
     with timer.stage("search"):
-        shifter = _reporting(_FastShifter(ae, score, z, gc, x0, work, a, b, batch), progress, n, total, a, b)
+        shifter = _FastShifter(ae, score, z, gc, x0, work, a, b, batch)
         start = Shift(d.prediction, 0.0, x0[a:b])
-        outcome = latent_shift(shifter, start, prep.pixel_sum, cfg.search, keep, pred_unit)
+        report = _reporter(progress, n, total, a, b)
+        outcome = latent_shift(shifter, start, prep.pixel_sum, cfg.search, keep, pred_unit, report)
     return d.prediction, outcome, unit
 
 

@@ -23,6 +23,15 @@ def next_lambda(lam: float, step: float) -> float:
     return lam - step + lam // 10
 
 
+def search_bound(p: SearchParams) -> int:
+    """The most lambdas the search can evaluate: the schedule's steps until lambda passes ``-max_steps``
+    (36 for the defaults), since that rule stops it whatever the others do."""
+    lam, n = 0.0, 0
+    while lam > -p.max_steps:
+        lam, n = next_lambda(lam, p.step_size), n + 1
+    return n
+
+
 @dataclass
 class Shift:
     """One evaluated lambda: the prediction, the pixel change and the moved slices."""
@@ -34,6 +43,9 @@ class Shift:
 
 # evaluates a lambda; the engine's fast and faithful paths each provide one
 Shifter = Callable[[float], Shift]
+# told after every evaluated lambda: (lambda, its shift, evaluations so far, their most, "search" or "sweep");
+# during the search the most is search_bound + the sweep's new frames, once it stops the exact count
+OnEval = Callable[[float, Shift, int, int, str], None]
 
 
 @dataclass
@@ -126,16 +138,28 @@ def latent_shift(
     p: SearchParams,
     on_frame: Callable[[int, float, Shift], None] | None = None,
     pred_unit: float = 1.0,
+    on_eval: OnEval | None = None,
 ) -> SearchOutcome:
     """Search lambda, then sweep from it to 0 and build the heatmap over the sweep frames."""
-    lam, reason, seen = search_lambda(shift, initial, pixel_sum, p, pred_unit)
-    lambdas = np.linspace(lam, 0.0, p.lambda_sweep_steps)
+    done, most, phase = 0, search_bound(p) + p.lambda_sweep_steps - 2, "search"
+
+    def counted(lam: float) -> Shift:
+        nonlocal done
+        s = shift(lam)
+        done += 1
+        if on_eval is not None:
+            on_eval(lam, s, done, most, phase)
+        return s
+
+    lam, reason, seen = search_lambda(counted, initial, pixel_sum, p, pred_unit)
+    lambdas = [float(v) for v in np.linspace(lam, 0.0, p.lambda_sweep_steps)]
+    kept = [v in seen and seen[v].frame is not None for v in lambdas]
+    most, phase = done + kept.count(False), "sweep"
     heat = HeatmapAccumulator(p.heatmap_method, initial.frame, len(lambdas))
     preds: list[float] = []
     cf_frame = None
-    for i, value in enumerate(lambdas):
-        key = float(value)
-        s = seen[key] if key in seen and seen[key].frame is not None else shift(key)
+    for i, key in enumerate(lambdas):
+        s = seen[key] if kept[i] else counted(key)
         if i == 0:
             cf_frame = s.frame
         heat.add(s.frame)
@@ -147,7 +171,7 @@ def latent_shift(
         stop_reason=reason,
         tried_lambdas=list(seen),
         tried_preds=[s.pred for s in seen.values()],
-        sweep_lambdas=[float(v) for v in lambdas],
+        sweep_lambdas=lambdas,
         sweep_preds=preds,
         cf_frame=cf_frame,
         heatmap=heat.result(),

@@ -141,6 +141,31 @@ def test_search_decodes_only_the_moved_slices(ct):
     assert len(decoded[2:]) >= len(evaluated)
 
 
+@pytest.mark.parametrize("faithful", [False, True])
+def test_joint_search_progress_counts_decodes_up_to_an_exact_end(ct, faithful):
+    """One chunk (joint): the bar counts evaluated lambdas against the most still possible, so it has a time left."""
+    ae, clf = _models(ct)
+    events: list[tuple[str, int, int]] = []
+    search = SearchParams(max_steps=200, lambda_sweep_steps=4)  # at most 12 search steps + 2 sweep frames
+    cfg = ExplainConfig(target=0, mode="joint", search=search, faithful=faithful, **({} if faithful else EXACT))
+    r = explain(ct, ae, clf, cfg, progress=lambda stage, done, total, msg: events.append((stage, done, total)))
+    counted = [(d, t) for stage, d, t in events if stage == "search"][1:-1]  # between "started" and "done"
+    steps = len(r.chunks[0].sweep_lambdas) - 2 + sum(1 for _ in _schedule_until(r.chunks[0].lam))
+    assert [d for d, _ in counted] == list(range(1, steps + 1))
+    assert all(d <= t for d, t in counted) and counted[-1] == (steps, steps)
+    assert counted[0][1] == 14  # 12 + 2 while the search may still go on
+
+
+def _schedule_until(lam: float):
+    """The reference schedule's lambdas from -10 down to ``lam``."""
+    from CTCounterfactualLib.method.search import next_lambda
+
+    cur = next_lambda(0.0, 10.0)
+    while cur >= lam:
+        yield cur
+        cur = next_lambda(cur, 10.0)
+
+
 def test_chunk_bounds():
     assert chunk_bounds(0, 10, 4, "scan") == [(0, 4), (4, 8), (8, 10)]
     assert chunk_bounds(3, 9, 3, "scan") == [(3, 6), (6, 9)]

@@ -17,6 +17,12 @@ def test_progress_line_has_stage_count_elapsed_and_time_left():
     assert progress_text("load", "", 0, 0, 2.0) == "load · 2 s elapsed"  # no count, no estimate yet
 
 
+def test_time_left_follows_the_stage_not_the_stages_before_it():
+    # 100 s into the run, 10 s into the search, 2 of 10 steps done: 8 steps at 5 s, not at 50 s
+    line = progress_text("search", "m", 2, 10, 100.0, stage_elapsed=10.0)
+    assert line.endswith("1 min 40 s elapsed · about 40 s left")
+
+
 def test_results_text_from_a_run(swept_run):
     summary = json.loads((swept_run / "summary.json").read_text())
     text = results_text(summary)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.method.search import Shift, latent_shift, next_lambda, search_lambda
+from CTCounterfactualLib.method.search import Shift, latent_shift, next_lambda, search_bound, search_lambda
 from CTCounterfactualLib.params import SearchParams
 
 
@@ -91,6 +91,29 @@ def test_heatmaps_match_reference_formulas(method):
     assert len(out.sweep_preds) == 7 and out.cf_pred == pytest.approx(0.9 - 0.34)
     # lambdas already evaluated during the search are not decoded again in the sweep
     assert calls.count(-34.0) == 1 and 0.0 not in calls
+
+
+def test_search_bound_is_where_the_lambda_limit_stops_the_schedule():
+    assert search_bound(SearchParams()) == 36  # 0, -10, ..., -3103: the real CT's "lambda reached -3000" walk
+    assert search_bound(SearchParams(max_steps=40)) == 4  # -10, -21, -34, -48
+    shift, calls = _shifter(lambda lam: 0.9 + 1e-7 * lam)  # never stops early: walks the whole bound
+    search_lambda(shift, _initial(0.9), pixel_sum=1e9, p=SearchParams(max_steps=40))
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("cap", [40, 3000])
+def test_progress_counts_every_decode_against_the_most_that_can_come(cap):
+    # stops on "prediction rose" at -34 (3 search steps), then 7 - 2 new sweep frames: 8 decodes in all
+    events = []
+    shift, calls = _shifter(lambda lam: 0.9 + 0.01 * lam if lam > -30 else 0.9)
+    p = SearchParams(lambda_sweep_steps=7, max_steps=cap)
+    latent_shift(
+        shift, _initial(0.9), 1e9, p, on_eval=lambda lam, s, done, most, phase: events.append((done, most, phase))
+    )
+    assert [d for d, _, _ in events] == list(range(1, len(calls) + 1)) and len(calls) == 8
+    searching = [m for _, m, phase in events if phase == "search"]
+    assert searching == [search_bound(p) + 5] * 3  # an upper bound while the search may go on
+    assert [(d, m) for d, m, phase in events if phase == "sweep"] == [(d, 8) for d in range(4, 9)]  # then exact
 
 
 def test_bad_params_are_clear_errors():
