@@ -150,20 +150,20 @@ def test_joint_search_progress_counts_decodes_up_to_an_exact_end(ct, faithful):
     cfg = ExplainConfig(target=0, mode="joint", search=search, faithful=faithful, **({} if faithful else EXACT))
     r = explain(ct, ae, clf, cfg, progress=lambda stage, done, total, msg: events.append((stage, done, total)))
     counted = [(d, t) for stage, d, t in events if stage == "search"][1:-1]  # between "started" and "done"
-    steps = len(r.chunks[0].sweep_lambdas) - 2 + sum(1 for _ in _schedule_until(r.chunks[0].lam))
+    steps = len(r.chunks[0].sweep_lambdas) - 2 + sum(1 for _ in _schedule_until(r.chunks[0].lam, search.step_size))
     assert [d for d, _ in counted] == list(range(1, steps + 1))
     assert all(d <= t for d, t in counted) and counted[-1] == (steps, steps)
     assert counted[0][1] == 14  # 12 + 2 while the search may still go on
 
 
-def _schedule_until(lam: float):
-    """The reference schedule's lambdas from -10 down to ``lam``."""
+def _schedule_until(lam: float, step: float):
+    """The reference schedule's lambdas from its first step down to ``lam``."""
     from CTCounterfactualLib.method.search import next_lambda
 
-    cur = next_lambda(0.0, 10.0)
+    cur = next_lambda(0.0, step)
     while cur >= lam:
         yield cur
-        cur = next_lambda(cur, 10.0)
+        cur = next_lambda(cur, step)
 
 
 def test_chunk_bounds():
