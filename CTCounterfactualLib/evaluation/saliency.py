@@ -36,7 +36,10 @@ class _GuidedSiLU(nn.ReLU):
 def eager_effusion_net(classifier: Classifier) -> EffusionNet:
     """An eager ``EffusionNet`` with the TorchScript classifier's weights (and SiLUs captum can guide)."""
     state = classifier.module.state_dict()
-    width = int(state["features.0.weight"].shape[0])
+    convs = [v for k, v in state.items() if k.startswith("features.") and v.dim() == 5]
+    if not convs:
+        raise CTCFError("the classifier has no 3D convolution weights under 'features'; it is not an EffusionNet")
+    width = int(convs[0].shape[0])
     n_targets = int(state["bias"].shape[0])
     net = EffusionNet(n_targets=n_targets, width=width, top_k=int(getattr(classifier.module, "top_k", 16)))
     try:

@@ -17,7 +17,9 @@ from CTCounterfactualLib.training.autoencoder import (
 )
 from CTCounterfactualLib.training.classifier import (
     EFFUSION_CONVENTION,
+    BlurDown3d,
     ClassifierTrainConfig,
+    EffusionNet,
     phantom_dataset,
     roc_auc,
     save_classifier,
@@ -55,6 +57,35 @@ def test_classifier_training_and_torchscript_round_trip(tmp_path):
     assert clf.targets == ["pleural effusion"] and clf.convention == EFFUSION_CONVENTION
     with torch.no_grad():
         assert torch.allclose(clf.module(x[:2]), net(x[:2]))
+
+
+def _input_weights(layer: torch.nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    """How much each input voxel contributes to the summed output: the layer's adjoint applied to ones."""
+    x = torch.ones(shape, requires_grad=True)
+    layer(x).sum().backward()
+    return x.grad[0, 0]
+
+
+def test_blur_down_weighs_every_slice_equally_where_a_strided_conv_alternates():
+    shape = (1, 1, 16, 16, 16)
+    blur = _input_weights(BlurDown3d((2, 2, 2)), shape)[1:-1, 1:-1, 1:-1]  # the replicate-padded border differs
+    assert blur.shape == (14, 14, 14) and torch.allclose(blur, torch.full_like(blur, 1 / 8))
+    conv = torch.nn.Conv3d(1, 1, 3, stride=2, padding=1, bias=False)
+    torch.nn.init.constant_(conv.weight, 1.0)
+    strided = _input_weights(conv, shape)
+    assert strided[1, 1, 1] == 8 and strided[2, 2, 2] == 1  # odd voxels count twice per axis, even ones once
+    assert BlurDown3d((1, 2, 2))(torch.zeros(2, 3, 7, 16, 10)).shape == (2, 3, 7, 8, 5)
+
+
+def test_effusion_net_has_no_slice_checkerboard_in_its_gradient():
+    torch.manual_seed(0)
+    net = EffusionNet().eval()
+    x = torch.zeros(1, 1, 24, 32, 32, requires_grad=True)
+    net(x).sum().backward()
+    per_slice = x.grad[0, 0, 2:-2].sum(dim=(1, 2))
+    # neighbouring slices get gradients of the same size: no even/odd pattern from the downsampling
+    ratio = per_slice[0::2].abs().mean() / per_slice[1::2].abs().mean()
+    assert 0.8 < float(ratio) < 1.25
 
 
 def test_roc_auc():
