@@ -22,7 +22,7 @@ from CTCounterfactualLib.method.fidelity import fidelity_warning, measure_fideli
 from CTCounterfactualLib.method.finite import require_finite
 from CTCounterfactualLib.method.latent_ops import ScoreFn, decode_slices, encode_volume, faithful_chunk_gradient
 from CTCounterfactualLib.method.memory import peak_memory_mb, reset_peak
-from CTCounterfactualLib.method.search import HeatmapAccumulator, OnEval, Shift, latent_shift
+from CTCounterfactualLib.method.search import HeatmapAccumulator, OnEval, Shift, latent_shift, unmoved
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.classifier import Classifier
 from CTCounterfactualLib.params import (
@@ -389,7 +389,12 @@ def _search_chunk(prep: _Prepared, d: LatentDirection | None, work, a, b, n, tot
         shifter = _FastShifter(ae, score, z, gc, x0, work, a, b, batch)
         start = Shift(d.prediction, 0.0, x0[a:b])
         report = _reporter(progress, n, total, a, b)
-        outcome = latent_shift(shifter, start, prep.pixel_sum, cfg.search, keep, pred_unit, report)
+        if unit == 0.0:
+            # no lambda moves these slices; the reference decodes its way to the lambda limit for this result
+            report(0.0, start, 1, 1, "sweep")
+            outcome = unmoved(start, cfg.search, keep)
+        else:
+            outcome = latent_shift(shifter, start, prep.pixel_sum, cfg.search, keep, pred_unit, report)
     return d.prediction, outcome, unit
 
 

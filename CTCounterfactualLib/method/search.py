@@ -131,6 +131,33 @@ class HeatmapAccumulator:
         return self.acc
 
 
+ZERO_GRADIENT = "zero gradient: the prediction does not depend on these slices"
+
+
+def unmoved(
+    initial: Shift, p: SearchParams, on_frame: Callable[[int, float, Shift], None] | None = None
+) -> SearchOutcome:
+    """The outcome where the direction is exactly zero: every lambda decodes the reconstruction, so the
+    reference's walk to the lambda limit would return it with an unchanged prediction and a zero heatmap.
+    This returns the same CF, predictions and heatmap at lambda 0, without decoding."""
+    lambdas = [0.0] * p.lambda_sweep_steps
+    heat = HeatmapAccumulator(p.heatmap_method, initial.frame, len(lambdas))
+    for i, lam in enumerate(lambdas):
+        heat.add(initial.frame)
+        if on_frame is not None:
+            on_frame(i, lam, initial)
+    return SearchOutcome(
+        lam=0.0,
+        stop_reason=ZERO_GRADIENT,
+        tried_lambdas=[0.0],
+        tried_preds=[initial.pred],
+        sweep_lambdas=lambdas,
+        sweep_preds=[initial.pred] * len(lambdas),
+        cf_frame=initial.frame,
+        heatmap=heat.result(),
+    )
+
+
 def latent_shift(
     shift: Shifter,
     initial: Shift,

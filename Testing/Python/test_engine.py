@@ -15,6 +15,8 @@ from CTCounterfactualLib.method.latent_ops import (
     latent_gradient,
     volume_gradient,
 )
+from CTCounterfactualLib.method.search import ZERO_GRADIENT
+from CTCounterfactualLib.models.classifier import Classifier
 from CTCounterfactualLib.params import SearchParams
 from CTCounterfactualLib.training.tiny_models import center_classifier, tiny_autoencoder, tiny_classifier
 
@@ -120,6 +122,26 @@ def test_scan_changes_only_the_output_chunk_and_heatmaps_stay_in_their_chunks(ct
     assert np.array_equal(r.counterfactual_hu - r.reconstruction_hu, r.difference_hu) or np.allclose(
         r.counterfactual_hu - r.reconstruction_hu, r.difference_hu, atol=1e-3
     )
+
+
+def test_slices_the_classifier_ignores_are_not_searched_and_not_changed(ct):
+    """A classifier blind to slices 8 on (its input is zeroed there) has an exactly zero gradient on them: the
+    fast path stops those chunks at once, the reference walks them to the lambda limit, and both leave them be."""
+    ae, clf = _models(ct)
+    blind = Classifier(
+        lambda x: clf.module(x * (torch.arange(x.shape[2]) < 8).to(x.dtype).view(1, 1, -1, 1, 1)),
+        clf.targets,
+        clf.convention,
+        name="blind",
+    )
+    cfg = dict(target=0, chunk_size=8, search=SearchParams(max_steps=200), batch_size=8)
+    fast = explain(ct, ae, blind, ExplainConfig(**cfg, **EXACT))
+    slow = explain(ct, ae, blind, ExplainConfig(**cfg, faithful=True))
+    assert [c.stop_reason == ZERO_GRADIENT for c in fast.chunks] == [False, True, True]
+    assert all("lambda reached" in c.stop_reason for c in slow.chunks[1:])
+    for f, s in zip(fast.chunks[1:], slow.chunks[1:], strict=True):
+        assert f.lam == 0.0 and f.prediction_min == pytest.approx(s.prediction_min, abs=1e-5)
+        assert f.sweep_predictions == [f.prediction_min] * len(f.sweep_predictions)
 
 
 def test_search_decodes_only_the_moved_slices(ct):

@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.method.search import Shift, latent_shift, next_lambda, search_bound, search_lambda
+from CTCounterfactualLib.method.search import (
+    ZERO_GRADIENT,
+    Shift,
+    latent_shift,
+    next_lambda,
+    search_bound,
+    search_lambda,
+    unmoved,
+)
 from CTCounterfactualLib.params import SearchParams
 
 
@@ -114,6 +122,21 @@ def test_progress_counts_every_decode_against_the_most_that_can_come(cap):
     searching = [m for _, m, phase in events if phase == "search"]
     assert searching == [search_bound(p) + 5] * 3  # an upper bound while the search may go on
     assert [(d, m) for d, m, phase in events if phase == "sweep"] == [(d, 8) for d in range(4, 9)]  # then exact
+
+
+def test_unmoved_equals_the_reference_walk_along_a_zero_direction():
+    """A zero direction decodes the same frame at every lambda: the walk ends at the lambda limit with
+    the reconstruction; ``unmoved`` returns that CF, predictions and heatmap at once, with its own reason."""
+    params = SearchParams(max_steps=100)
+    frame = torch.rand(2, 3, 3)
+    shift, calls = _shifter(lambda lam: 0.7, frame_of=lambda lam: frame)
+    initial = Shift(0.7, 0.0, frame)
+    walked, frames = latent_shift(shift, initial, 1.0, params), []
+    quick = unmoved(initial, params, on_frame=lambda i, lam, s: frames.append(s.frame))
+    assert "lambda reached" in walked.stop_reason and len(calls) >= search_bound(params)  # decodes it can skip
+    assert quick.stop_reason == ZERO_GRADIENT and quick.lam == 0.0
+    assert torch.equal(quick.cf_frame, walked.cf_frame) and torch.equal(quick.heatmap, walked.heatmap)
+    assert quick.sweep_preds == walked.sweep_preds and len(frames) == params.lambda_sweep_steps
 
 
 def test_bad_params_are_clear_errors():
