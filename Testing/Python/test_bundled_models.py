@@ -5,11 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.jobs.demo import run_demo
+from CTCounterfactualLib.jobs.demo import make_demo_input, run_demo
 from CTCounterfactualLib.models.checkpoints import sha256_of
-from CTCounterfactualLib.store.catalog import CATALOG_PATH, read_catalog, verified_path
+from CTCounterfactualLib.store.catalog import CATALOG_PATH, load_bundled_classifier, read_catalog, verified_path
 
 
 def test_catalog_entries_match_their_files_and_stay_small():
@@ -68,9 +69,24 @@ def test_demo_prediction_falls_below_threshold(demo_run):
         assert p["input"] > r["threshold"], mode
         assert p["counterfactual"] < r["threshold"], mode
         assert p["counterfactual"] < p["reconstruction"], mode
-    # the fluid on the CF's slices moves towards lung density
-    scan = r["scan"]
-    assert scan["effusion_mean_hu_counterfactual"] < scan["effusion_mean_hu_reconstruction"]
+    # the fluid on the CF's slices drains: it moves towards lung density by more than 100 HU
+    for mode in ("scan", "joint"):
+        drop = r[mode]["effusion_mean_hu_reconstruction"] - r[mode]["effusion_mean_hu_counterfactual"]
+        assert drop > 100, (mode, drop)
+
+
+def test_bundled_classifier_gradient_over_the_fluid_has_one_sign_on_every_slice():
+    """Denser fluid raises P(effusion) on every slice that holds much of it: no slice-to-slice checkerboard
+    (the previous, strided classifier's gradient alternated, and its CF brightened the fluid on even slices)."""
+    demo = make_demo_input()
+    clf, _ = load_bundled_classifier()
+    hu = torch.tensor(demo.hu, dtype=torch.float32, requires_grad=True)
+    clf.score(hu, clf.target_index("pleural effusion")).backward()
+    grad, fluid = hu.grad.numpy(), demo.effusion
+    rows = [z for z in range(len(fluid)) if fluid[z].sum() >= 700]
+    assert len(rows) >= 10
+    per_slice = np.array([grad[z][fluid[z]].mean() for z in rows])
+    assert (per_slice > 0).all(), dict(zip(rows, per_slice, strict=True))
 
 
 def test_demo_heatmap_sits_on_the_effusion(demo_run):
