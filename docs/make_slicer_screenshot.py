@@ -21,11 +21,11 @@ from mrml_scene import add_input, new_scene  # noqa: E402
 
 def main(demo: str = "out/demo", png: str = "docs/slicer_views.png") -> None:
     scene = new_scene()
-    node, _ = add_input(scene, Path(demo) / "input.nrrd", "demo phantom")
+    node, _ = add_input(scene, Path(demo) / "input.nrrd", "demo CT")
     load_results(scene, node, Path(demo) / "scan")
     node.GetDisplayNode().SetAutoWindowLevel(False)
     node.GetDisplayNode().SetWindowLevel(1500, -300)  # a lung window shows the effusion and the lung
-    cf = scene.GetFirstNodeByName("demo phantom CF pleural effusion counterfactual")
+    cf = scene.GetFirstNodeByName("demo CT CF pleural effusion counterfactual")
     cf.GetDisplayNode().SetAutoWindowLevel(False)
     cf.GetDisplayNode().SetWindowLevel(1500, -300)
     print(render_linked_views(scene, png, size=(360, 360)))
