@@ -34,7 +34,8 @@ def main(summary_json: str = "out/demo/scan/summary.json", png: str = "docs/slic
     find("targetSelector").addItem(summary["target"]["name"])
     find("sliceChoiceSelector").addItems(list(SLICE_CHOICES))
     find("aroundSlicesSpinBox").setEnabled(False)
-    find("sliceRangeWidget").setText("0 – 23")
+    first, stop = summary["slices"]
+    find("sliceRangeWidget").setText(f"{first} – {stop - 1}")
     find("sliceRangeWidget").setEnabled(False)
     find("chunkSizeSpinBox").setValue(summary["chunk_size"])
     find("modeSelector").setCurrentText(summary["mode"])
@@ -52,6 +53,10 @@ def main(summary_json: str = "out/demo/scan/summary.json", png: str = "docs/slic
         box.setMaximumHeight(28)
     panel.resize(460, 10)
     panel.adjustSize()
+    panel.resize(460, panel.sizeHint().height())
+    label = find("resultsLabel")  # unshown, a word-wrapped label cannot size itself: measure its text at its width
+    box = QtCore.QRect(0, 0, 400, 10_000)
+    label.setMinimumHeight(label.fontMetrics().boundingRect(box, QtCore.Qt.TextWordWrap, label.text()).height() + 4)
     panel.resize(460, panel.sizeHint().height())
     if not panel.grab().save(png):
         raise RuntimeError(f"cannot write {png}")
