@@ -45,7 +45,9 @@ class LungSegNet(nn.Module):
         self.out = nn.Conv2d(width, 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e1 = self.enc1(x)
+        # channels-last from the first block on: on CPU, nearest upsampling of NCHW activations is about 13x
+        # slower than of NHWC ones, which made the whole net 2x slower (133 slices: 0.87 -> 0.40 s); same values
+        e1 = self.enc1(x).contiguous(memory_format=torch.channels_last)
         e2 = self.enc2(F.max_pool2d(e1, 2))
         m = self.mid(F.max_pool2d(e2, 2))
         d2 = self.dec2(torch.cat([F.interpolate(m, scale_factor=2.0, mode="nearest"), e2], 1))
