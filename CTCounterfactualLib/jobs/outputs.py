@@ -32,6 +32,11 @@ from CTCounterfactualLib.protocol import (
     sweep_frame_name,
 )
 
+# The output volumes are written without gzip: float32 CT gains about 17 % from it (LIDC-IDRI-0001's
+# 512 x 512 x 133 counterfactual: 133 -> 110 MiB) at 5-6x the write time (2.3 s vs 0.4 s per volume) and
+# 5x Slicer's read time.
+COMPRESS_VOLUMES = False
+
 
 def write_chunks_csv(result: ExplainResult, path: Path) -> None:
     with open(path, "w", newline="") as f:
@@ -113,7 +118,7 @@ def write_sweep(result: ExplainResult, geometry: Geometry, folder: Path) -> None
         w.writerow(SWEEP_COLUMNS)
         for i, frame in enumerate(result.sweep):
             name = sweep_frame_name(i)
-            write_volume(frame.slab_hu, slab, folder / name)
+            write_volume(frame.slab_hu, slab, folder / name, compress=COMPRESS_VOLUMES)
             w.writerow([i, name, f"{frame.lam:g}", f"{frame.prediction:.8g}", chunk.start, chunk.stop])
 
 
@@ -133,7 +138,7 @@ def write_outputs(result: ExplainResult, geometry: Geometry, out_dir: str | os.P
             "difference": result.difference_hu.astype(np.float32),
         }
         for role, name in VOLUME_FILES.items():
-            write_volume(volumes[role], geometry, stage / name)
+            write_volume(volumes[role], geometry, stage / name, compress=COMPRESS_VOLUMES)
         write_chunks_csv(result, stage / CHUNKS_CSV)
         plot_predictions(result, stage / PREDICTIONS_PNG)
         if result.sweep:
