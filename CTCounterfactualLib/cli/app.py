@@ -27,7 +27,15 @@ EXIT_BUG = 70  # sysexits' EX_SOFTWARE: an error no check of ctcf foresaw (bad i
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage mistakes get the same one-line ``ctcf: error:`` form as every other error."""
+    """Usage mistakes get the same one-line ``ctcf: error:`` form as every other error.
+
+    No abbreviated options: argparse would take ``--output DIR`` for ``--output-map DIR`` and answer
+    "invalid choice", where the user meant ``--out``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # the subcommands' parsers are built by this class too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"ctcf: error: {message} (see {self.prog} --help)\n")
