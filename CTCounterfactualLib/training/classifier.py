@@ -89,9 +89,12 @@ class EffusionNet(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_targets))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        evidence = self.features(x).flatten(2)
-        k = min(self.top_k, evidence.shape[-1])
-        return evidence.topk(k, dim=-1).values.mean(-1) + self.bias
+        return self.pooled(self.features(x))
+
+    def pooled(self, evidence: torch.Tensor) -> torch.Tensor:
+        """(B, T, D, H, W) evidence map -> (B, T) logits: the mean of the top k locations, plus the bias."""
+        flat = evidence.flatten(2)
+        return flat.topk(min(self.top_k, flat.shape[-1]), dim=-1).values.mean(-1) + self.bias
 
 
 @dataclass
@@ -179,8 +182,7 @@ def train_classifier(
                 loss = nn.functional.binary_cross_entropy_with_logits(net(xb)[:, 0], target)
             else:
                 evidence = net.features(xb)
-                flat = evidence.flatten(2)
-                logit = flat.topk(min(net.top_k, flat.shape[-1]), dim=-1).values.mean(-1) + net.bias
+                logit = net.pooled(evidence)
                 local = (nn.functional.adaptive_max_pool3d(mb, evidence.shape[2:]) > 0.25).float()
                 loss = nn.functional.binary_cross_entropy_with_logits(logit[:, 0], target)
                 # fluid is ~1% of the locations: weight it up so the evidence map learns it within a few epochs
