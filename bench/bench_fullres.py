@@ -11,7 +11,7 @@ chunk 10, each variant in its own child process (``subprocess``), one after the 
   OpenMP wait policy (idle threads spin), NCHW convolutions;
 * ``passive``: the same with idle OpenMP threads sleeping (``OMP_WAIT_POLICY=PASSIVE``, now the package's
   default): the same numbers, bit for bit;
-* ``grid``: the search on the autoencoder's 64 x 64 grid, raw-gradient lambda (isolates the grid's gain;
+* ``grid``: the search on the autoencoder's own grid (128 x 128 for ``demo-vqgan``), raw-gradient lambda (isolates the grid's gain;
   its lambdas are comparable with ``previous``/``faithful``);
 * ``nchw``: the defaults with the VQ-GAN's convolutions in NCHW memory layout (before the NHWC switch);
 * ``fast``: the defaults (model grid, scale-free lambda, auto output map, NHWC convolutions on CPU);
@@ -25,6 +25,9 @@ has no outputs written (the engine's numbers only). If the CT is absent the scri
 
 Run: ``python bench/bench_fullres.py`` (all of it; about an hour on a busy 2-core CPU) or
 ``--slices 50:90`` (a 40-slice slab, same in-plane size) and ``--cases joint`` / ``scan``.
+``--autoencoder`` / ``--classifier`` take other model files, e.g. the ones issue 15 measured with (the
+64 x 64 VQ-GAN and phantom lung-size classifier of commit 9ee28b3, ``git show 9ee28b3:<path>``, each with its
+``.json`` sidecar beside it).
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ def child(spec: dict) -> dict:
 
     if spec["variant"] in NCHW:
         autoencoder.CPU_MEMORY_FORMAT = torch.contiguous_format
-    ae, _, _ = open_autoencoder("demo-vqgan")
-    clf, _, _ = open_named_classifier("demo-lungsize", None)
+    ae, _, _ = open_autoencoder(spec["autoencoder"])
+    clf, _, _ = open_named_classifier(spec["classifier"], None)
     hu = read_volume(spec["ct"]).array
     if spec["slices"]:
         a, b = spec["slices"]
@@ -99,8 +102,9 @@ def child(spec: dict) -> dict:
     }
 
 
-def run_case(mode: str, variant: str, ct: Path, slices, workdir: Path) -> dict:
+def run_case(mode: str, variant: str, ct: Path, slices, workdir: Path, models: tuple[str, str]) -> dict:
     spec = {"mode": mode, "variant": variant, "ct": str(ct), "slices": slices}
+    spec["autoencoder"], spec["classifier"] = models
     spec["cf_file"] = str(workdir / f"cf_{mode}_{variant}.npy")
     env = {**os.environ, "OMP_WAIT_POLICY": OMP_POLICY.get(variant, "PASSIVE")}
     res = subprocess.run(
@@ -120,6 +124,8 @@ def main() -> int:
     ap.add_argument("--cases", default="joint,scan", help="joint, scan or both (default both)")
     ap.add_argument("--variants", default="previous,passive,grid,nchw,fast,faithful")
     ap.add_argument("--workdir", default="/tmp/ctcf_bench_fullres")
+    ap.add_argument("--autoencoder", default="demo-vqgan", help="catalog name or file (default demo-vqgan)")
+    ap.add_argument("--classifier", default="demo-lungsize", help="catalog name or file (default demo-lungsize)")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -134,13 +140,14 @@ def main() -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"# Full-resolution CT: {ct.name}, slices {args.slices or 'all'}; load {os.getloadavg()[0]:.1f}")
+    print(f"# models: {args.autoencoder} + {args.classifier}")
     for mode in args.cases.split(","):
         rows = {}
         for variant in args.variants.split(","):
             if mode == "scan" and variant == "faithful":
                 continue
             print(f"running {mode}/{variant} ...", file=sys.stderr, flush=True)
-            rows[variant] = run_case(mode, variant, ct, slices, workdir)
+            rows[variant] = run_case(mode, variant, ct, slices, workdir, (args.autoencoder, args.classifier))
             print(json.dumps({mode: {variant: rows[variant]}}), file=sys.stderr, flush=True)
         ref = rows.get("previous")
         print(f"\n## {mode} (chunk 10)\n")
