@@ -11,8 +11,8 @@ chunk 10, each variant in its own child process (``subprocess``), one after the 
   OpenMP wait policy (idle threads spin), NCHW convolutions;
 * ``passive``: the same with idle OpenMP threads sleeping (``OMP_WAIT_POLICY=PASSIVE``, now the package's
   default): the same numbers, bit for bit;
-* ``grid``: the search on the autoencoder's own grid (128 x 128 for ``demo-vqgan``), raw-gradient lambda (isolates the grid's gain;
-  its lambdas are comparable with ``previous``/``faithful``);
+* ``grid``: the search on the autoencoder's own grid (128 x 128 for ``demo-vqgan``), raw-gradient lambda
+  (isolates the grid's gain; its lambdas are comparable with ``previous``/``faithful``);
 * ``nchw``: the defaults with the VQ-GAN's convolutions in NCHW memory layout (before the NHWC switch);
 * ``fast``: the defaults (model grid, scale-free lambda, auto output map, NHWC convolutions on CPU);
 * ``faithful``: ``--faithful`` (the reference: every slice decoded at every step); joint only, since in
