@@ -53,7 +53,6 @@ def main(summary_json: str = "out/demo/scan/summary.json", png: str = "docs/slic
         box.setMaximumHeight(28)
     panel.resize(460, 10)
     panel.adjustSize()
-    panel.resize(460, panel.sizeHint().height())
     label = find("resultsLabel")  # unshown, a word-wrapped label cannot size itself: measure its text at its width
     box = QtCore.QRect(0, 0, 400, 10_000)
     label.setMinimumHeight(label.fontMetrics().boundingRect(box, QtCore.Qt.TextWordWrap, label.text()).height() + 4)
