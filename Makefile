@@ -30,7 +30,7 @@ test: lint
 # Retrain the bundled demo models on real anatomy and update their catalog entries. The VQ-GAN starts
 # from the phantom-trained one (first command, about 10 minutes on 2 CPU cores), is fine-tuned for 74
 # steps on the 133 slices of LIDC-IDRI-0001 from the shared data folder (SHARED, not in a clone; CI has
-# it; the model bundled until December 2026), then for 1500 steps on those slices and the abdomen
+# it), then for 1500 steps on those slices and the abdomen
 # example's 112 (about 20 minutes); the held-out measurements use Lung-PET-CT-Dx A0001 from the same folder.
 SHARED ?= ../shared/data
 HELDOUT := $(SHARED)/lung_pet_ct_dx_A0001/dicom

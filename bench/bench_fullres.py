@@ -1,4 +1,4 @@
-"""Benchmark of a full-resolution CT: today's path vs the fast default vs --faithful, side by side.
+"""Benchmark of a full-resolution CT: the reference's settings vs the fast default vs --faithful, side by side.
 
 What it runs
 ------------
@@ -6,14 +6,14 @@ What it runs
 bundled models (``demo-vqgan``, ``demo-lungsize``, target "lung size"), ``joint`` mode and ``scan`` at
 chunk 10, each variant in its own child process (``subprocess``), one after the other:
 
-* ``previous``: the path before issue 15 - search at the input's resolution, raw-gradient lambda
+* ``previous``: the reference's settings - search at the input's resolution, raw-gradient lambda
   (``--search-resolution input --lambda-scale reference --output-map reference``), libgomp's default
   OpenMP wait policy (idle threads spin), NCHW convolutions;
 * ``passive``: the same with idle OpenMP threads sleeping (``OMP_WAIT_POLICY=PASSIVE``, now the package's
   default): the same numbers, bit for bit;
 * ``grid``: the search on the autoencoder's own grid (128 x 128 for ``demo-vqgan``), raw-gradient lambda
   (isolates the grid's gain; its lambdas are comparable with ``previous``/``faithful``);
-* ``nchw``: the defaults with the VQ-GAN's convolutions in NCHW memory layout (before the NHWC switch);
+* ``nchw``: the defaults with the VQ-GAN's convolutions in NCHW memory layout (taming's own);
 * ``fast``: the defaults (model grid, scale-free lambda, auto output map, NHWC convolutions on CPU);
 * ``faithful``: ``--faithful`` (the reference: every slice decoded at every step); joint only, since in
   scan mode it decodes the whole volume at every step of every chunk (hours on 2 CPU cores).
@@ -25,8 +25,8 @@ has no outputs written (the engine's numbers only). If the CT is absent the scri
 
 Run: ``python bench/bench_fullres.py`` (all of it; about an hour on a busy 2-core CPU) or
 ``--slices 50:90`` (a 40-slice slab, same in-plane size) and ``--cases joint`` / ``scan``.
-``--autoencoder`` / ``--classifier`` take other model files, e.g. the ones issue 15 measured with (the
-64 x 64 VQ-GAN and phantom lung-size classifier of commit 9ee28b3, ``git show 9ee28b3:<path>``, each with its
+``--autoencoder`` / ``--classifier`` take other model files, e.g. the
+64 x 64 VQ-GAN and phantom lung-size classifier of commit 9ee28b3 (``git show 9ee28b3:<path>``, each with its
 ``.json`` sidecar beside it).
 """
 

@@ -1,4 +1,4 @@
-"""Render the module's panel for the README: the real .ui built by Qt offscreen, filled as after a run.
+"""Render the module's panel for the README and docs: the real .ui built by Qt offscreen, filled as after a run.
 
     .venv/bin/python docs/make_panel_screenshot.py out/demo/scan/summary.json docs/slicer_panel.png
 

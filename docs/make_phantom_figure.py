@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from CTCounterfactualLib.data.phantom import LABELS, PhantomSpec, make_phantom  # noqa: E402
 
-# the phantom the demo used before it moved to a real chest CT
+# the demo phantom of docs/demo_classifier_experiments.md, parts 1 and 2
 DEMO_SPEC = PhantomSpec(seed=2024, effusion="right", effusion_depth_mm=35.0, effusion_extent=(0.1, 0.55), nodules=1)
 
 

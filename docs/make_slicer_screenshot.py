@@ -1,4 +1,4 @@
-"""Render the module's linked result views for the README from a demo run (``make demo`` first).
+"""Render the module's linked result views for docs/slicer.md from a demo run (``make demo`` first).
 
     .venv/bin/python docs/make_slicer_screenshot.py out/demo docs/slicer_views.png
 

@@ -1,6 +1,6 @@
 """Render slice views to PNG without OpenGL: vtkMRMLSliceLogic composites the layers in software.
 
-Used for the README screenshot and the tests; in Slicer the views are on screen already.
+Used for the docs' screenshot and the tests; in Slicer the views are on screen already.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Warnings (``summary["warnings"]``, one-line strings; ``ctcf: warning: ...`` on the CLI) say the input does not look
 like the CT the models expect. Flags (``summary["flags"]``, ``{"code", "message"}``; also in the CLI's result line)
-say the result must not be read as an explanation. The README's "Bad input" paragraph states these thresholds.
+say the result must not be read as an explanation. docs/cli.md ("Bad input and exit codes") states these thresholds.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def test_evaluate_stops_at_once_on_a_signal(tmp_path, how):
 
 def test_a_sigint_its_caller_ignores_stays_ignored_while_torch_loads(tmp_path):
     """Started with SIGINT ignored (a script's background job), ``ctcf`` does not end on one, as any Unix tool:
-    the handler that ends a loading ``ctcf`` on Ctrl-C used to replace the ignore."""
+    the handler that ends a loading ``ctcf`` on Ctrl-C must not replace the ignore."""
     proc = _evaluate(tmp_path / "report", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         _interrupt_while_torch_loads(proc)

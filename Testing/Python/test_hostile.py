@@ -1,4 +1,4 @@
-"""``ctcf`` against hostile inputs (issue 14): refused with one line, never overwriting an input, never hanging.
+"""``ctcf`` against hostile inputs: refused with one line, never overwriting an input, never hanging.
 
 Each case runs the real CLI on real files (a crop of the bundled CT, tiny real torch models, and damaged or
 malicious variants made here). Cases that could block (pipes) run as subprocesses with a time limit; the rest
@@ -423,7 +423,7 @@ def test_a_normal_run_has_no_warnings_and_no_flags(capfd, hostile, tmp_path):
     assert code == 0, err
     summary = json.loads((out / SUMMARY_JSON).read_text())
     # the input is plausible CT: no input warning; the tiny random autoencoder may still get its fidelity
-    # warning (issue 15's check of the model, not of the input), printed once like every warning
+    # warning (a check of the model, not of the input), printed once like every warning
     input_warnings = [w for w in summary["warnings"] if not w.startswith("the autoencoder reconstructs")]
     assert input_warnings == []
     assert err.count("ctcf: warning") == len(summary["warnings"])

@@ -1,4 +1,4 @@
-"""Issue 15: the search on the model's grid, the fitted output map with its fidelity check, the scale-free lambda."""
+"""Real sizes: the search on the model's grid, the fitted output map with its fidelity check, the scale-free lambda."""
 
 from pathlib import Path
 
