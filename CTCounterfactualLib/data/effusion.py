@@ -1,12 +1,18 @@
-"""Simulated pleural effusion on a real CT: dependent fluid that replaces the posterior lung, deterministic by seed.
+"""Simulated pleural effusion on a real CT, deterministic by seed: five families of fluid shape, with or without
+compressive atelectasis of the lung next to the fluid.
 
-The fluid of one side fills the part of that lung within ``t`` mm of the lung's outline on each
-axial slice, where ``t`` grows from 0 at the middle of the lung to the effusion's depth at its back
-(supine patient: the fluid lies posteriorly), and from the top of the effusion's slice run to its
-base. That gives a crescent whose inner edge (the meniscus) follows the chest wall. Only lung
-voxels change, so ribs, muscle and the mediastinum are never painted over. Fluid is 0-25 HU plus
-noise resampled from the scan's own soft tissue, blended with the lung over a 1.5-voxel
-partial-volume edge. Compressive atelectasis of the lung next to the fluid is not modelled.
+Families (``FAMILIES``), each with its own parameters drawn from the seed:
+
+- ``crescent``: fluid along the posterior chest wall whose meniscus follows the wall, thickest at the base;
+- ``layering``: free fluid with a horizontal level (supine patient), optionally tilted head-up;
+- ``recess``: a small effusion only in the posterior costophrenic recess (the lowest few centimetres);
+- ``loculated``: a lens-shaped pocket against the lateral chest wall at any height, not following gravity;
+- ``bilateral``: both sides, crescent or layering, asymmetric (the smaller side 25-100 % of the larger).
+
+Fluid is 0-30 HU (``FLUID_HU_RANGE``), or 35-70 HU for a haemothorax (``HAEMOTHORAX_SHARE`` of draws), plus
+noise resampled from the scan's own soft tissue, blended with the lung over a partial-volume edge. With
+``ATELECTASIS_SHARE`` probability the lung within 3-12 mm of the fluid is compressed to -500..0 HU, fading
+away from the fluid. Only lung voxels change.
 """
 
 from __future__ import annotations
@@ -14,92 +20,125 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 
-from CTCounterfactualLib.data.demo_ct import LEFT_LUNG_LABELS, RIGHT_LUNG_LABELS
-from CTCounterfactualLib.data.volume_io import Geometry, image_from_array
+from CTCounterfactualLib.data import fluid_shapes
+from CTCounterfactualLib.data.lungs import ChestLungs, in_plane_distance
+from CTCounterfactualLib.data.volume_io import Geometry
 
+FAMILIES = ("crescent", "layering", "recess", "loculated", "bilateral")
 SIDES = ("right", "left", "both")
-FLUID_HU_RANGE = (0.0, 25.0)
-DEPTH_MM_RANGE = (15.0, 45.0)  # fluid thickness at the back of the lung base
-EDGE_VOXELS = 1.5  # partial-volume ramp width
-POSTERIOR_START = 0.4  # the fluid starts this far (0 front .. 1 back) into the lung
+FLUID_HU_RANGE = (0.0, 30.0)
+HAEMOTHORAX_HU_RANGE = (35.0, 70.0)
+HAEMOTHORAX_SHARE = 0.15
+ATELECTASIS_SHARE = 0.6
+ATELECTASIS_MM_RANGE = (3.0, 12.0)
+ATELECTASIS_HU_RANGE = (-500.0, 0.0)
+# crescent / layering / recess / bilateral: fluid thickness at the base; loculated: the pocket's thickness
+DEPTH_MM_RANGES = {
+    "crescent": (15, 45),
+    "layering": (20, 60),
+    "recess": (8, 22),
+    "loculated": (15, 35),
+    "bilateral": (15, 45),
+}
 
 
 @dataclass(frozen=True)
 class EffusionParams:
-    """The random draws of one simulated effusion."""
+    """The random draws of one simulated effusion (fields a family does not use keep their draw, unused)."""
 
+    family: str
     side: str
-    depth_mm: float
-    top_fraction: float  # cranial end of the effusion, as a fraction of the lung's height from its base
+    depth_mm: float  # crescent / layering / recess: thickness at the base; loculated: pocket thickness
+    top_fraction: float  # crescent / layering: cranial end as a fraction of the lung's height from its base
     fluid_hu: float
+    tilt_deg: float = 0.0  # layering: head-up tilt of the fluid level
+    recess_mm: float = 30.0  # recess: height of the recess above the lung base
+    pocket_height: float = 0.5  # loculated: 0 base .. 1 apex
+    pocket_length_mm: float = 35.0  # loculated: in-plane half-length
+    pocket_extent_mm: float = 30.0  # loculated: cranio-caudal half-length
+    other_side_ratio: float = 1.0  # bilateral: the second side's depth as a share of the first's
+    other_side_family: str = "crescent"  # bilateral: crescent or layering on both sides
+    atelectasis_mm: float = 0.0  # 0: none
+    atelectasis_hu: float = -250.0
 
 
 @dataclass
 class SimulatedEffusion:
-    """A CT with simulated fluid: ``hu`` changed exactly where ``mask`` is set (``fraction`` > 0)."""
+    """A CT with simulated fluid: ``hu`` changed exactly where ``mask`` (fluid) or ``atelectasis`` is set."""
 
     hu: np.ndarray
     mask: np.ndarray
     fraction: np.ndarray
     params: EffusionParams
     slices: tuple[int, int]  # first and one-past-last slice holding fluid
+    volume_ml: float  # fluid volume (sum of the fluid fraction)
+    atelectasis: np.ndarray  # lung compressed next to the fluid (not fluid: outside ``mask``)
 
 
-def draw_params(seed: int, side: str | None = None) -> EffusionParams:
-    """Side, depth, cranio-caudal extent and fluid HU of effusion ``seed``."""
-    rng = np.random.default_rng([seed, 0xEFF])
-    drawn_side = str(rng.choice(SIDES))
+def family_of(seed: int) -> str:
+    """The family effusion ``seed`` draws when none is forced: round robin, so any run of seeds is balanced."""
+    return FAMILIES[seed % len(FAMILIES)]
+
+
+def draw_params(seed: int, side: str | None = None, family: str | None = None) -> EffusionParams:
+    """Family, side, size, extent, density and atelectasis of effusion ``seed`` (``side``/``family`` force one)."""
+    rng = np.random.default_rng([seed, 0xEFF, 2])
+    fam = family or family_of(seed)
+    if fam not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {fam!r}")
+    drawn_side = "both" if fam == "bilateral" else str(rng.choice(SIDES[:2]))
+    depth = DEPTH_MM_RANGES[fam]
+    haemo = rng.uniform() < HAEMOTHORAX_SHARE
+    fluid_hu = float(rng.uniform(*(HAEMOTHORAX_HU_RANGE if haemo else FLUID_HU_RANGE)))
+    atel = rng.uniform() < ATELECTASIS_SHARE
     return EffusionParams(
+        family=fam,
         side=side or drawn_side,
-        depth_mm=float(rng.uniform(*DEPTH_MM_RANGE)),
-        top_fraction=float(rng.uniform(0.3, 0.75)),
-        fluid_hu=float(rng.uniform(*FLUID_HU_RANGE)),
+        depth_mm=float(rng.uniform(*depth)),
+        top_fraction=float(rng.uniform(0.3, 0.8)),
+        fluid_hu=fluid_hu,
+        tilt_deg=float(rng.uniform(0, 12)),
+        recess_mm=float(rng.uniform(20, 50)),
+        pocket_height=float(rng.uniform(0.15, 0.85)),
+        pocket_length_mm=float(rng.uniform(30, 60)),
+        pocket_extent_mm=float(rng.uniform(25, 50)),
+        other_side_ratio=float(rng.uniform(0.25, 1.0)),
+        other_side_family=str(rng.choice(["crescent", "layering"])),
+        atelectasis_mm=float(rng.uniform(*ATELECTASIS_MM_RANGE)) if atel else 0.0,
+        atelectasis_hu=float(rng.uniform(*ATELECTASIS_HU_RANGE)),
     )
 
 
-def physical_axes(geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """LPS x, y, z (mm) of every voxel, as arrays broadcastable to (slices, rows, cols)."""
-    d = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
-    sx, sy, sz = geometry.spacing
-    nx, ny, nz = geometry.size
-    i = np.arange(nx)[None, None, :] * sx
-    j = np.arange(ny)[None, :, None] * sy
-    k = np.arange(nz)[:, None, None] * sz
-    return tuple(geometry.origin[a] + d[a, 0] * i + d[a, 1] * j + d[a, 2] * k for a in range(3))
+def _lung_height(lung: np.ndarray, lungs: ChestLungs) -> float:
+    z = lungs.z[lung.any(axis=(1, 2))]
+    return float(z.max() - z.min()) if z.size else 0.0
 
 
-def computed_lung_mask(hu: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Lungs of a CT without labels: air below -400 HU not connected to the outside, the largest parts, closed."""
-    air = image_from_array((hu < -400).astype(np.uint8), geometry)
-    comps = sitk.RelabelComponent(sitk.ConnectedComponent(air), sortByObjectSize=True)
-    lab = sitk.GetArrayFromImage(comps)
-    border = np.unique(
-        np.concatenate([lab[:, 0].ravel(), lab[:, -1].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()])
+def _one_side(lungs: ChestLungs, side: str, family: str, p: EffusionParams, depth: float, rng) -> np.ndarray:
+    height = _lung_height(lungs.side(side), lungs)
+    if family == "crescent":
+        return fluid_shapes.crescent(lungs, side, depth, p.top_fraction * height)
+    if family == "layering":
+        return fluid_shapes.layering(lungs, side, depth, p.top_fraction * height + 20.0, p.tilt_deg)
+    if family == "recess":
+        return fluid_shapes.crescent(lungs, side, depth, p.recess_mm, posterior_start=0.6)
+    return fluid_shapes.loculated(
+        lungs, side, rng, p.pocket_height, depth, p.pocket_length_mm, p.pocket_extent_mm
     )
-    voxel_ml = float(np.prod(geometry.spacing)) / 1000
-    keep = []
-    for c in range(1, min(int(lab.max()), 6) + 1):
-        size_ml = float((lab == c).sum()) * voxel_ml
-        if c not in border and size_ml > 100:  # lungs (or both joined by the trachea); not bowel gas
-            keep.append(c)
-    lungs = np.isin(lab, keep).astype(np.uint8)
-    radius = [max(1, int(round(3.0 / s))) for s in geometry.spacing[:2]] + [1]
-    closed = sitk.BinaryMorphologicalClosing(image_from_array(lungs, geometry), radius)  # vessels inside the lung
-    filled = sitk.BinaryFillhole(closed)
-    return sitk.GetArrayFromImage(filled).astype(bool)
 
 
-def lung_sides(hu: np.ndarray, geometry: Geometry, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(right, left) lung masks: TotalSegmentator lobes when ``labels`` has them, else computed on the CT."""
-    if labels is not None and np.isin(labels, RIGHT_LUNG_LABELS + LEFT_LUNG_LABELS).any():
-        return np.isin(labels, RIGHT_LUNG_LABELS), np.isin(labels, LEFT_LUNG_LABELS)
-    lungs = computed_lung_mask(hu, geometry)
-    x, _, _ = physical_axes(geometry)
-    x = np.broadcast_to(x, hu.shape)
-    mid = float(np.median(x[lungs])) if lungs.any() else 0.0
-    return lungs & (x < mid), lungs & (x >= mid)  # LPS: +x is the patient's left
+def fluid_fraction(lungs: ChestLungs, p: EffusionParams, rng: np.random.Generator) -> np.ndarray:
+    """The fluid fraction (0..1) of effusion ``p`` in these lungs."""
+    if p.side not in SIDES:
+        raise ValueError(f"side must be one of {', '.join(SIDES)}, got {p.side!r}")
+    frac = np.zeros(lungs.right.shape, dtype=np.float32)
+    sides = ("right", "left") if p.side == "both" else (p.side,)
+    for i, name in enumerate(sides):
+        family = p.other_side_family if p.family == "bilateral" else p.family
+        depth = p.depth_mm * (p.other_side_ratio if p.side == "both" and i == 1 else 1.0)
+        frac = np.maximum(frac, _one_side(lungs, name, family, p, depth, rng))
+    return frac
 
 
 def soft_tissue_noise(hu: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -114,57 +153,41 @@ def soft_tissue_noise(hu: np.ndarray, rng: np.random.Generator, n: int) -> np.nd
     return rng.choice(residual, size=n).astype(np.float32)
 
 
-def _side_fraction(
-    lung: np.ndarray, both: np.ndarray, geometry: Geometry, params: EffusionParams, depth_mm: float
-) -> np.ndarray:
-    """Fluid fraction (0..1) inside one lung; depth is measured to the outline of ``both`` lungs together."""
-    frac = np.zeros(lung.shape, dtype=np.float32)
-    if not lung.any():
-        return frac
-    _, y, z = physical_axes(geometry)
-    y = np.broadcast_to(y, lung.shape)
-    zs = np.broadcast_to(z, lung.shape)[:, 0, 0]
-    # in-plane distance (mm) to the lung's outline: a huge slice spacing keeps the distance 2D
-    img = image_from_array(both.astype(np.uint8), geometry)  # a split between touching lungs is no wall
-    img.SetSpacing((geometry.spacing[0], geometry.spacing[1], 1e6))
-    img.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
-    dist = -sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, useImageSpacing=True))
-    lung_slices = np.flatnonzero(lung.any(axis=(1, 2)))
-    z_lung = zs[lung_slices]
-    base, apex = float(z_lung.min()), float(z_lung.max())
-    top = base + params.top_fraction * (apex - base)
-    edge = EDGE_VOXELS * min(geometry.spacing[:2])
-    for k in lung_slices:
-        if not base <= zs[k] <= top:
-            continue
-        taper = np.sqrt(1 - (zs[k] - base) / max(top - base, 1e-6))  # thickest at the base
-        ys = y[k][lung[k]]
-        front, back = float(ys.min()), float(ys.max())
-        post = np.clip((y[k] - front) / max(back - front, 1e-6), 0, 1)  # 0 front .. 1 back
-        t = depth_mm * taper * np.clip((post - POSTERIOR_START) / (1 - POSTERIOR_START), 0, 1) ** 1.5
-        f = np.clip((t - dist[k]) / edge + 0.5, 0, 1) * (t > 0) * lung[k]
-        frac[k] = f
-    return frac
+def _atelectasis_weight(lungs: ChestLungs, mask: np.ndarray, band_mm: float) -> np.ndarray:
+    """1 at the fluid's edge fading to 0 at ``band_mm`` from it, on the lung next to the fluid (0 elsewhere)."""
+    if band_mm <= 0 or not mask.any():
+        return np.zeros(mask.shape, dtype=np.float32)
+    d = in_plane_distance(mask, lungs.geometry, inside=False)
+    w = np.clip(1 - d / band_mm, 0, 1) * (lungs.both & ~mask)
+    return w.astype(np.float32)
 
 
 def simulate_effusion(
-    hu: np.ndarray, geometry: Geometry, seed: int, labels: np.ndarray | None = None, side: str | None = None
+    hu: np.ndarray,
+    geometry: Geometry,
+    seed: int,
+    labels: np.ndarray | None = None,
+    side: str | None = None,
+    family: str | None = None,
+    lungs: ChestLungs | None = None,
 ) -> SimulatedEffusion:
-    """Add effusion ``seed`` (random side, depth, extent and fluid HU unless ``side`` is given) to ``hu``."""
-    params = draw_params(seed, side)
-    if params.side not in SIDES:
-        raise ValueError(f"side must be one of {', '.join(SIDES)}, got {params.side!r}")
+    """Add effusion ``seed`` to ``hu`` (random family, side and size unless ``family`` / ``side`` is given).
+
+    ``lungs`` (from ``ChestLungs.of(hu, geometry, labels)``) saves computing them again for many seeds.
+    """
+    params = draw_params(seed, side, family)
     rng = np.random.default_rng([seed, 0xF1D])
-    right, left = lung_sides(hu, geometry, labels)
-    frac = np.zeros(hu.shape, dtype=np.float32)
-    for name, lung in (("right", right), ("left", left)):
-        if params.side in (name, "both"):
-            depth = params.depth_mm * (float(rng.uniform(0.6, 1.0)) if params.side == "both" else 1.0)
-            frac = np.maximum(frac, _side_fraction(lung, right | left, geometry, params, depth))
+    lungs = lungs or ChestLungs.of(hu, geometry, labels)
+    frac = fluid_fraction(lungs, params, rng)
     mask = frac > 0
     out = np.array(hu, dtype=np.float32, copy=True)
     fluid = params.fluid_hu + soft_tissue_noise(hu, rng, int(mask.sum()))
     out[mask] = (1 - frac[mask]) * out[mask] + frac[mask] * fluid
+    w = _atelectasis_weight(lungs, mask, params.atelectasis_mm)
+    atel = w > 0
+    collapsed = params.atelectasis_hu + soft_tissue_noise(hu, rng, int(atel.sum()))
+    out[atel] = (1 - w[atel]) * out[atel] + w[atel] * collapsed
     rows = np.flatnonzero(mask.any(axis=(1, 2)))
     slices = (int(rows[0]), int(rows[-1]) + 1) if rows.size else (0, 0)
-    return SimulatedEffusion(hu=out, mask=mask, fraction=frac, params=params, slices=slices)
+    volume_ml = float(frac.sum() * np.prod(geometry.spacing) / 1000)
+    return SimulatedEffusion(out, mask, frac, params, slices, volume_ml, atel)

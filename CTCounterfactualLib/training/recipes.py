@@ -14,7 +14,7 @@ import torch
 
 from CTCounterfactualLib.data.chest_grid import load_chest, resample_chest
 from CTCounterfactualLib.data.demo_ct import DEMO_CT, load_demo_ct
-from CTCounterfactualLib.data.effusion import computed_lung_mask
+from CTCounterfactualLib.data.lungs import computed_lung_mask
 from CTCounterfactualLib.data.phantom import PhantomSpec, make_phantom
 from CTCounterfactualLib.data.volume_io import read_volume
 from CTCounterfactualLib.models.autoencoder import load_autoencoder
