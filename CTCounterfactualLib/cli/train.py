@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.paths import check_output_file
 
 CATALOG_HELP = "register the result in the bundled catalog (CTCounterfactualLib/resources/models/catalog.json)"
@@ -41,29 +43,47 @@ def add_training(sub) -> None:
 
     p = sub.add_parser(
         "train-classifier",
-        help="train the 3D effusion classifier on phantoms",
-        description="Train the demo pleural-effusion classifier (small 3D CNN) on phantoms, half "
-        "of them passed through --autoencoder first, and report its AUC on held-out phantoms. "
+        help="train the 3D effusion classifier (phantoms, or real CTs with simulated effusions)",
+        description="Train the demo pleural-effusion classifier (small 3D CNN). On phantoms (default), half of "
+        "them passed through --autoencoder first; AUC on held-out phantoms. With --real-ct, on the bundled real "
+        "chest CT and every --also-ct, each with simulated effusions of five fluid families, under plausible "
+        "acquisitions (slice thickness 1-8 mm, coverage, field of view, kernel, noise); --folds adds "
+        "leave-one-patient-out and leave-one-family-out measurements. "
         "Writes PATH (TorchScript) and PATH.json (targets, convention, threshold).",
     )
     p.add_argument("--out", required=True, help="output TorchScript file (.pt)")
-    p.add_argument("--autoencoder", help="VQ-GAN whose reconstructions the classifier should also see")
+    p.add_argument("--autoencoder", help="phantoms: a VQ-GAN whose reconstructions the classifier should also see")
     p.add_argument(
         "--real-ct",
         action="store_true",
-        help="train on the bundled real chest CT with and without simulated effusions (one pair per seed; the "
-        "evidence map is also supervised by the fluid mask) instead of phantoms",
+        help="train on real chest CTs with and without simulated effusions (the evidence map is also supervised by "
+        "the fluid mask) instead of phantoms",
     )
     p.add_argument(
         "--also-ct",
         action="append",
         default=[],
-        help="with --real-ct: another real CT to train on, with and without effusions (lungs from a computed mask; "
-        "repeatable; seeds go round robin over the bundled CT and these)",
+        help="with --real-ct: another real CT (file or DICOM folder) to train on besides the bundled one; lungs "
+        "from a computed mask (repeatable)",
     )
-    p.add_argument("--heldout", action="append", default=[], help="real CT for the held-out AUC (repeatable)")
-    p.add_argument("--train", type=int, default=160, help="training phantoms, or effusion seeds with --real-ct")
-    p.add_argument("--eval", type=int, default=100, help="held-out phantoms for the AUC (default 100)")
+    p.add_argument(
+        "--folds",
+        metavar="DIR",
+        help="with --real-ct: first train one fold per patient left out (and per fluid family left out, with "
+        "--family-heldout), and write DIR/report.md and DIR/folds.json",
+    )
+    p.add_argument(
+        "--family-heldout",
+        metavar="CT",
+        help="with --folds: the --also-ct patient left out of every leave-one-family-out fold",
+    )
+    p.add_argument("--heldout", action="append", default=[], help="real CT never trained on, for AUC (repeatable)")
+    p.add_argument(
+        "--train", type=int, default=160, help="training phantoms, or effusion seeds per patient with --real-ct"
+    )
+    p.add_argument(
+        "--eval", type=int, default=100, help="held-out phantoms, or effusions per held-out patient with --real-ct"
+    )
     p.add_argument("--epochs", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--catalog", action="store_true", help=CATALOG_HELP)
@@ -131,20 +151,25 @@ def _run_classifier(args: argparse.Namespace) -> int:
     from CTCounterfactualLib.training.recipes import demo_effusion_classifier
 
     if args.real_ct:
+        from CTCounterfactualLib.training.effusion_folds import FoldPlan
+        from CTCounterfactualLib.training.effusion_train import EffusionTrainConfig
         from CTCounterfactualLib.training.real_recipes import real_effusion_classifier
 
-        real_effusion_classifier(
+        if args.family_heldout and args.family_heldout not in args.also_ct:
+            raise CTCFError("--family-heldout must be one of the --also-ct CTs (the patient left out of those folds)")
+        info = real_effusion_classifier(
             args.out,
-            args.autoencoder,
-            args.train,
-            args.eval,
-            args.epochs,
-            args.seed,
+            args.also_ct,
+            FoldPlan(train_seeds=args.train, heldout_seeds=args.eval),
+            EffusionTrainConfig(epochs=args.epochs, seed=args.seed),
+            args.folds,
+            args.family_heldout,
             args.heldout,
             args.catalog,
+            "ctcf " + " ".join(sys.argv[1:]),
             _log,
-            also=args.also_ct,
         )
+        print(json.dumps(info.get("targets", {}), indent=2))
         return 0
     info = demo_effusion_classifier(
         args.out, args.autoencoder, args.train, args.eval, args.epochs, args.seed, args.catalog, _log

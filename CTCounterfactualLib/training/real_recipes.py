@@ -1,5 +1,5 @@
 """Recipes for the bundled models on real anatomy: the VQ-GAN on real chest CT slices, the effusion classifier on
-a real CT with and without simulated effusions; each measures itself on held-out real CTs."""
+real CTs with and without simulated effusions; each measures itself on held-out real CTs."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from CTCounterfactualLib.data.chest_grid import load_chest, resample_chest
-from CTCounterfactualLib.data.demo_ct import DEMO_CT, load_demo_ct
+from CTCounterfactualLib.atomic import write_json_atomic
 from CTCounterfactualLib.models.autoencoder import load_autoencoder
 from CTCounterfactualLib.store.catalog import register
 from CTCounterfactualLib.training.autoencoder import (
@@ -24,18 +22,19 @@ from CTCounterfactualLib.training.autoencoder import (
     save_autoencoder,
     train_autoencoder,
 )
-from CTCounterfactualLib.training.classifier import (
-    EFFUSION_CONVENTION,
-    EFFUSION_TARGETS,
-    ClassifierTrainConfig,
-    roc_auc,
-    save_classifier,
-    train_classifier,
+from CTCounterfactualLib.training.classifier import EFFUSION_TARGETS, save_classifier
+from CTCounterfactualLib.training.effusion_data import BUNDLED, load_patient, patient_name
+from CTCounterfactualLib.training.effusion_eval import HELDOUT_SEEDS, patient_scores, summarize
+from CTCounterfactualLib.training.effusion_folds import (
+    FoldPlan,
+    leave_one_family_out,
+    leave_one_patient_out,
+    train_and_threshold,
 )
-from CTCounterfactualLib.training.effusion_real import augmented_scores, effusion_pairs, scanner_augment
+from CTCounterfactualLib.training.effusion_report import compact, markdown
+from CTCounterfactualLib.training.effusion_train import EffusionTrainConfig
 
 Log = Callable[[str], None]
-HELDOUT_EFFUSION_SEEDS = 20_000  # first effusion seed of the held-out pairs
 
 
 def real_autoencoder(
@@ -81,60 +80,54 @@ def real_autoencoder(
 
 def real_effusion_classifier(
     out: str,
-    autoencoder: str | None,
-    n_train: int,
-    n_eval: int,
-    epochs: int,
-    seed: int,
+    also: list[str],
+    plan: FoldPlan,
+    cfg: EffusionTrainConfig,
+    folds_dir: str | None,
+    family_heldout: str | None,
     heldout: list[str],
     catalog: bool,
+    command: str,
     log: Log = print,
-    also: list[str] = (),
 ) -> dict:
-    """The effusion 3D CNN on the bundled real CT (and ``also``) with / without simulated effusions; AUC on held-out
-    pairs."""
-    ae = load_autoencoder(autoencoder) if autoencoder else None
-    demo = load_demo_ct()
-    scans = [resample_chest(demo.hu, demo.geometry, demo.labels, name=DEMO_CT.name)] + [load_chest(a) for a in also]
-    tc = ClassifierTrainConfig(n_train=n_train, epochs=epochs, seed=seed)
-    train_seeds = list(range(tc.first_seed, tc.first_seed + tc.n_train))
+    """The effusion 3D CNN on the bundled real CT and ``also`` (every fluid family, plausible acquisitions).
+
+    With ``folds_dir``, first leave-one-patient-out and (holding out ``family_heldout``'s patient)
+    leave-one-family-out folds, written there as ``folds.json`` and ``report.md`` and kept in the catalog entry.
+    ``heldout``: CTs never trained on, measured with the shipped model.
+    """
     t0 = time.monotonic()
-    x, y, masks = effusion_pairs(scans, train_seeds, EFFUSION_CONVENTION, ae)
-    log(f"{len(x)} training volumes ({time.monotonic() - t0:.0f} s)")
-    net = train_classifier(
-        x,
-        y,
-        tc,
-        log=lambda e, d: log(f"epoch {e}: loss {d['loss']:.4f} ({time.monotonic() - t0:.0f} s)"),
-        augment=scanner_augment,
-        masks=masks,
-    )
-    with torch.no_grad():  # the threshold halfway between the classes' median training scores
-        train_scores = torch.cat([torch.sigmoid(net(x[i : i + 8])[:, 0]) for i in range(0, len(x), 8)]).numpy()
-    threshold = float((np.median(train_scores[y.numpy() == 1]) + np.median(train_scores[y.numpy() == 0])) / 2)
+    patients = [load_patient(p) for p in [BUNDLED, *also]]
+    log(f"{len(patients)} patients: {', '.join(p.name for p in patients)} ({time.monotonic() - t0:.0f} s)")
+    lopo: list[dict] = []
+    lofo: list[dict] = []
+    if folds_dir:
+        lopo = leave_one_patient_out(patients, plan, cfg, log)
+        if family_heldout:
+            lofo = leave_one_family_out(patients, patient_name(family_heldout), plan, cfg, log)
+    net, threshold, _ = train_and_threshold(patients, plan, cfg, log=log)
     info = {
-        "command": "ctcf train-classifier --real-ct",
+        "command": command,
+        "patients": [p.name for p in patients],
         "threshold": threshold,
-        "threshold_rule": "halfway between the median training scores of the two classes",
-        "train_ct": DEMO_CT.name,
-        "also_train_cts": [Path(a).name for a in also],
-        "train_effusion_seeds": [train_seeds[0], train_seeds[-1]],
-        "autoencoder": Path(autoencoder).name if autoencoder else None,
+        "threshold_rule": "halfway between the 95th percentile of the training patients' CTs without fluid and the "
+        "5th percentile of their effusions of at least 100 ml, new effusions, plausible acquisitions",
         "train_seconds": round(time.monotonic() - t0),
-        **tc.__dict__,
+        "effusions_per_patient": plan.train_seeds,
+        **cfg.__dict__,
+        **compact(lopo, lofo),
     }
-    eval_seeds = list(range(HELDOUT_EFFUSION_SEEDS, HELDOUT_EFFUSION_SEEDS + max(1, n_eval // 2)))
-    evals = [("same_ct_new_seeds", scans[0])] + [
-        (f"heldout_{Path(h).parent.name if Path(h).is_dir() else Path(h).name}", load_chest(h)) for h in heldout
-    ]
-    for key, scan in evals:
-        xe, ye, _ = effusion_pairs([scan], eval_seeds, EFFUSION_CONVENTION)
-        scores = augmented_scores(net, xe, seed=1)
-        info[f"auc_{key}"] = roc_auc(scores, ye.numpy())
-        info[f"accuracy_{key}_at_threshold"] = float(((scores > threshold) == (ye.numpy() > 0.5)).mean())
-        info[f"n_{key}"] = len(ye)
-        log(f"{key}: AUC {info[f'auc_{key}']:.3f}, accuracy {info[f'accuracy_{key}_at_threshold']:.3f} (n={len(ye)})")
+    held_seeds = list(range(HELDOUT_SEEDS, HELDOUT_SEEDS + plan.heldout_seeds))
+    for h in heldout:
+        row = summarize(patient_scores(net, load_patient(h), held_seeds, plan.heldout_acquisitions, seed=2), threshold)
+        info[f"heldout_{row['patient']}"] = {k: row[k] for k in ("auc", "sensitivity", "specificity")}
     path = save_classifier(net, out, info, threshold=threshold)
+    if folds_dir:
+        d = Path(folds_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(d / "folds.json", {"leave_one_patient_out": lopo, "leave_one_family_out": lofo})
+        final = {"patients": info["patients"], "threshold": threshold}
+        (d / "report.md").write_text(markdown(lopo, lofo, command, final))
     if catalog:
         register(
             path,
@@ -142,6 +135,7 @@ def real_effusion_classifier(
             "classifier",
             EFFUSION_TARGETS,
             info,
-            "3D CNN for pleural effusion, trained on two real CTs with and without simulated effusions",
+            f"3D CNN for pleural effusion, trained on {len(patients)} real CTs with and without simulated effusions "
+            "of five fluid families under plausible acquisitions",
         )
     return info

@@ -1,57 +1,130 @@
-"""Training data of the real-anatomy effusion classifier: pairs that differ only by fluid, scans of different
-lengths, and the scanner augmentation."""
+"""Training data of the effusion classifier: plausible acquisitions, batches whose labels follow the fluid a crop keeps,
+held-out scores and the threshold rule."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from CTCounterfactualLib.data.chest_grid import resample_chest
-from CTCounterfactualLib.data.demo_ct import load_demo_ct
-from CTCounterfactualLib.training.classifier import EFFUSION_CONVENTION
-from CTCounterfactualLib.training.effusion_real import effusion_pairs, scanner_augment
+from CTCounterfactualLib.training.acquisition import (
+    SOURCE_Z_MM,
+    Acquisition,
+    apply_acquisition,
+    coverage_window,
+    draw_acquisition,
+    in_plane_affine,
+    resample_thickness,
+)
+from CTCounterfactualLib.training.effusion_data import BUNDLED, fluid_sample, load_patient
+from CTCounterfactualLib.training.effusion_eval import PatientScores, choose_threshold, summarize
+from CTCounterfactualLib.training.effusion_train import make_batch
+
+IDENTITY = Acquisition(SOURCE_Z_MM, None, 1.0, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 0.0, 1.0, False)
 
 
 @pytest.fixture(scope="module")
-def scans():
-    demo = load_demo_ct()
-    full = resample_chest(demo.hu, demo.geometry, demo.labels, name="full")
-    # a second, shorter scan: the same patient without its top 10 slices (its geometry keeps the first slice)
-    short = dataclasses.replace(full, hu=full.hu[:-10], labels=full.labels[:-10], name="short")
-    short = dataclasses.replace(short, geometry=dataclasses.replace(full.geometry, size=(128, 128, len(short.hu))))
-    return full, short
+def patient():
+    return load_patient(BUNDLED)
 
 
-def test_pairs_differ_only_by_fluid_and_keep_every_slice(scans):
-    full, short = scans
-    x, y, masks = effusion_pairs([full, short], [3, 4], EFFUSION_CONVENTION)
-    assert x.shape[0] == 4 and x.shape[2] == full.hu.shape[0]  # the longest scan's depth: nothing cropped
-    assert y.tolist() == [1.0, 0.0, 1.0, 0.0]
-    for pos in (0, 2):
-        changed = (x[pos] != x[pos + 1]).any(0)
-        assert changed.any()
-        # the classes differ only where there is fluid (the classifier's in-plane resize spreads a change by up to
-        # one voxel of its grid beyond the area-resampled mask)
-        near_fluid = torch.nn.functional.max_pool3d(masks[pos][None], (1, 3, 3), stride=1, padding=(0, 1, 1))[0, 0]
-        assert not changed[near_fluid == 0].any()
-        assert masks[pos + 1].abs().sum() == 0  # the negative's mask is empty
-    # the short scan (pair 2) is extended at its cranial end by repeating its top slice, with no fluid there
-    n = short.hu.shape[0]
-    assert torch.equal(x[3, :, n:], x[3, :, n - 1 : n].expand_as(x[3, :, n:]))
-    assert masks[2, :, n:].abs().sum() == 0
+@pytest.fixture(scope="module")
+def sample(patient):
+    return fluid_sample(patient, seed=10, family="crescent")
 
 
-def test_scanner_augment_is_seeded_and_leaves_masks_as_masks(scans):
-    x, _, masks = effusion_pairs([scans[0]], [3, 4], EFFUSION_CONVENTION)
-    xb = torch.cat([x, masks], 1)
-    a = scanner_augment(xb, torch.Generator().manual_seed(7))
-    b = scanner_augment(xb, torch.Generator().manual_seed(7))
-    c = scanner_augment(xb, torch.Generator().manual_seed(8))
+def test_patient_and_effusion_on_the_classifier_grid(patient, sample):
+    assert patient.x.shape == (1, 56, 64, 64) and sample.x.shape == patient.x.shape
+    assert sample.mask.shape == patient.x.shape
+    assert 0 <= float(sample.mask.min()) and float(sample.mask.max()) <= 1
+    changed = (sample.x != patient.x)[0]
+    near = F.max_pool3d(sample.mask, (1, 3, 3), stride=1, padding=(0, 1, 1))[0] > 0
+    assert changed.any() and not changed[~near].any()  # the pair differs only at (and beside) the fluid
+
+
+def test_thinner_slices_interpolate_and_thicker_ones_average():
+    x = torch.randn(2, 40, 8, 8)
+    thin = resample_thickness(x, 2.5)
+    ref = F.interpolate(x[None], size=(80, 8, 8), mode="trilinear", align_corners=False)[0]
+    assert torch.allclose(thin, ref, atol=1e-5)
+    thick = resample_thickness(x, 8.0)
+    assert thick.shape == (2, 25, 8, 8)  # the same 200 mm at 8 mm
+    assert thick.std() < 0.7 * x.std()  # a thick slice averages the noise of what it covers
+    const = torch.full((1, 40, 4, 4), 0.3)
+    assert torch.allclose(resample_thickness(const, 8.0), torch.full((1, 25, 4, 4), 0.3), atol=1e-6)
+
+
+def test_identity_acquisition_changes_nothing(patient, sample):
+    x = torch.cat([sample.x, sample.mask])
+    out = apply_acquisition(x, IDENTITY, torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x, atol=1e-5)
+    assert torch.allclose(in_plane_affine(x, 1.0, 0.0, (0.0, 0.0)), x, atol=1e-5)
+
+
+def test_acquisitions_are_seeded_and_never_touch_the_mask_values(sample):
+    x = torch.cat([sample.x, sample.mask])
+    def draw(seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return apply_acquisition(x, draw_acquisition(g), g)
+
+    a, b, c = draw(7), draw(7), draw(8)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.shape == xb.shape
-    m = a[:, 1]
-    assert m.min() >= -1e-6 and m.max() <= 1 + 1e-6  # no intensity change or noise on the mask channel
-    assert m[1].abs().max() < 1e-6 and m[0].sum() > 0  # the negative stays without fluid, the positive keeps it
-    assert not torch.equal(a[:, 0], xb[:, 0])
+    for out in (a, c):
+        assert out[1].min() >= -1e-6 and out[1].max() <= 1 + 1e-6  # no noise, gain or offset on the mask
+
+
+def test_coverage_windows_keep_the_lower_or_upper_chest():
+    g = torch.Generator().manual_seed(0)
+    assert coverage_window(60, None, g) == (0, 60)
+    assert coverage_window(60, ("lower", 0.5), g) == (0, 30)  # slice 0 is caudal
+    assert coverage_window(60, ("upper", 0.5), g) == (30, 60)
+    a, b = coverage_window(60, ("any", 0.5), g)
+    assert b - a == 30 and 0 <= a <= 30
+
+
+def test_batch_labels_follow_the_fluid_the_crop_keeps(patient, sample):
+    neg = (patient.x, torch.zeros_like(patient.x))
+    b = make_batch([(sample.x, sample.mask), neg], torch.Generator().manual_seed(1), coverage_share=0.0)
+    assert b.x.shape[0] == 2 and b.x.shape == b.masks.shape
+    assert b.labels.tolist() == [1.0, 0.0] and b.weights.tolist() == [1.0, 1.0]
+    # a crop of the top slices keeps none of this basal effusion: a CT without fluid
+    top = sample.x[:, -12:], sample.mask[:, -12:]
+    assert float(top[1].sum()) == 0
+    b = make_batch([top, neg], torch.Generator().manual_seed(1), coverage_share=0.0)
+    assert b.labels.tolist() == [0.0, 0.0] and b.weights.tolist() == [1.0, 1.0]
+    # every batch volume has the same depth, whatever the patients' lengths
+    short = (patient.x[:, :40], torch.zeros_like(patient.x[:, :40]))
+    b = make_batch([(sample.x, sample.mask), short], torch.Generator().manual_seed(2), coverage_share=0.0)
+    assert (
+        b.x.shape[2]
+        == resample_thickness(short[0], draw_acquisition(torch.Generator().manual_seed(2)).thickness_mm).shape[1]
+    )
+
+
+def _scores(pos, ml, neg, fam=None) -> PatientScores:
+    fam = fam or ["crescent"] * len(pos)
+    return PatientScores("p", fam, list(ml), list(pos), list(pos), 0.1, list(neg))
+
+
+def test_threshold_is_halfway_between_negative_95th_and_large_effusion_5th_percentiles():
+    neg = np.linspace(0.0, 0.4, 101)  # 95th percentile 0.38
+    pos = np.linspace(0.6, 1.0, 101)  # 5th percentile 0.62
+    small = [0.05] * 50  # effusions under 100 ml do not set the threshold
+    s = _scores(list(pos) + small, [150.0] * 101 + [20.0] * 50, neg)
+    assert choose_threshold([s]) == pytest.approx(0.5)
+
+
+def test_summary_counts_sensitivity_and_specificity_at_the_threshold():
+    s = _scores(
+        [0.9, 0.8, 0.3, 0.7], [200, 150, 30, 80], [0.1, 0.2, 0.6, 0.4], ["crescent", "recess", "recess", "loculated"]
+    )
+    row = summarize(s, 0.5)
+    assert row["sensitivity"] == 0.75 and row["sensitivity_100ml"] == 1.0 and row["n_100ml"] == 2
+    assert row["specificity"] == 0.75 and row["negative_native_below"] and row["negative_max"] == 0.6
+    assert row["auc"] == pytest.approx(14 / 16)
+    assert row["families"]["recess"] == {"n": 2, "auc": 0.75, "sensitivity": 0.5, "median_ml": 90.0}
+    assert "layering" not in row["families"]
+    assert summarize(dataclasses.replace(s, negatives=[0.95] * 4), 0.5)["specificity"] == 0.0
