@@ -54,12 +54,16 @@ def lung_sides(hu: np.ndarray, geometry: Geometry, labels: np.ndarray | None = N
     return lungs & (x < mid), lungs & (x >= mid)  # LPS: +x is the patient's left
 
 
-def in_plane_distance(mask: np.ndarray, geometry: Geometry, inside: bool) -> np.ndarray:
-    """Per axial slice, the distance (mm) to ``mask``'s outline: of voxels inside it (``inside``) or outside it."""
+def in_plane_distance(mask: np.ndarray, geometry: Geometry, inside: bool, in_plane: bool = True) -> np.ndarray:
+    """The distance (mm) to ``mask``'s outline of voxels inside it (``inside``) or outside it: per axial slice, or
+    in 3D when not ``in_plane``."""
     img = image_from_array(mask.astype(np.uint8), geometry)
-    img.SetSpacing((geometry.spacing[0], geometry.spacing[1], 1e6))  # a huge slice spacing keeps the distance 2D
+    if in_plane:  # a huge slice spacing keeps the distance 2D
+        img.SetSpacing((geometry.spacing[0], geometry.spacing[1], 1e6))
     img.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, 1))
-    signed = sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(img, insideIsPositive=inside, useImageSpacing=True))
+    signed = sitk.GetArrayFromImage(
+        sitk.SignedMaurerDistanceMap(img, insideIsPositive=inside, squaredDistance=False, useImageSpacing=True)
+    )
     return np.maximum(signed, 0.0).astype(np.float32)
 
 

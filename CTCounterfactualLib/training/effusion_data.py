@@ -11,12 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from CTCounterfactualLib.data.chest_grid import load_chest, resample_chest
+from CTCounterfactualLib.data.confounders import simulate_confounder
 from CTCounterfactualLib.data.demo_ct import DEMO_CT, ChestCT, load_demo_ct
 from CTCounterfactualLib.data.effusion import family_of, simulate_effusion
 from CTCounterfactualLib.data.lungs import ChestLungs
 from CTCounterfactualLib.training.classifier import EFFUSION_CONVENTION
 
 BUNDLED = "bundled"  # the patient path that stands for the bundled demo CT with its labels
+CONFOUNDERS_PER_PATIENT = 6  # CTs without fluid but with a lung mass or dependent atelectasis, per patient
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Patient:
     ct: ChestCT
     lungs: ChestLungs
     x: torch.Tensor  # (1, D, 64, 64) model units: the CT without fluid
+    confounders: list[torch.Tensor]  # the same CT without fluid but with a mass or dependent atelectasis
 
     @property
     def voxel_ml(self) -> float:
@@ -72,7 +75,11 @@ def load_patient(path: str) -> Patient:
         ct = resample_chest(demo.hu, demo.geometry, demo.labels, name=DEMO_CT.name)
     else:
         ct = load_chest(path)
-    return Patient(patient_name(path), ct, ChestLungs.of(ct.hu, ct.geometry, ct.labels), to_classifier_grid(ct.hu))
+    lungs = ChestLungs.of(ct.hu, ct.geometry, ct.labels)
+    confounders = [
+        to_classifier_grid(simulate_confounder(ct.hu, lungs, seed).hu) for seed in range(CONFOUNDERS_PER_PATIENT)
+    ]
+    return Patient(patient_name(path), ct, lungs, to_classifier_grid(ct.hu), confounders)
 
 
 def fluid_sample(patient: Patient, seed: int, family: str | None = None) -> FluidSample:

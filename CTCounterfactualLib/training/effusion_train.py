@@ -16,19 +16,20 @@ from CTCounterfactualLib.training.effusion_data import FluidSample, Patient
 
 POSITIVE_KEPT = 0.3  # a crop that keeps this share of the fluid is still an effusion
 NEGATIVE_KEPT = 0.02  # one that keeps less is a CT without (enough) fluid
-MAX_TRAIN_DEPTH = 96  # thin-slice batches keep a window of this many slices (their cost grows with depth)
+MAX_TRAIN_DEPTH = 72  # thin-slice batches keep a window of this many slices (their cost grows with depth)
 
 
 @dataclass
 class EffusionTrainConfig:
     epochs: int = 24
     pairs_per_batch: int = 4
-    lr: float = 1e-3
+    lr: float = 2e-3  # cosine-annealed to lr / 20 over the run
     label_smoothing: float = 0.1
     seed: int = 0
     aux_weight: float = 1.0
     aux_pos_weight: float = 10.0  # fluid is ~1 % of the evidence map's locations
     coverage_share: float = 0.35
+    confounder_share: float = 0.5  # of the negatives, a CT with a lung mass or dependent atelectasis instead
 
 
 @dataclass
@@ -69,7 +70,8 @@ def make_batch(volumes: list[tuple[torch.Tensor, torch.Tensor]], g: torch.Genera
     return Batch(t[:, :1], t[:, 1:], torch.tensor(ys), torch.tensor(ws))
 
 
-def _loss(net: EffusionNet, b: Batch, cfg: EffusionTrainConfig) -> torch.Tensor:
+def _loss(net: EffusionNet, b: Batch, cfg: EffusionTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(classification loss, evidence-map loss)."""
     evidence = net.features(b.x)
     logit = net.pooled(evidence)[:, 0]
     # label smoothing keeps the sigmoid off saturation, where its gradient (what Latent Shift follows) vanishes
@@ -79,7 +81,7 @@ def _loss(net: EffusionNet, b: Batch, cfg: EffusionTrainConfig) -> torch.Tensor:
     aux = nn.functional.binary_cross_entropy_with_logits(
         evidence, local, pos_weight=torch.tensor(cfg.aux_pos_weight)
     )
-    return cls + cfg.aux_weight * aux
+    return cls, aux
 
 
 def train_effusion_net(
@@ -87,29 +89,43 @@ def train_effusion_net(
     patients: dict[str, Patient],
     cfg: EffusionTrainConfig,
     log: Callable[[str], None] | None = None,
+    monitor: Callable[[int, EffusionNet], str] | None = None,
 ) -> EffusionNet:
-    """Every epoch, each effusion once, beside its own patient's CT without fluid; returns the net in eval mode."""
+    """Every epoch, each effusion once, beside its own patient's CT without fluid (or one of its confounders);
+    returns the net in eval mode. ``monitor(epoch, net)`` (net in eval mode) adds a line to the log every 5th epoch."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     net = EffusionNet().to(memory_format=torch.channels_last_3d)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    steps = cfg.epochs * -(-len(samples) // cfg.pairs_per_batch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr / 20)
     t0 = time.monotonic()
     for epoch in range(cfg.epochs):
         net.train()
         order = torch.randperm(len(samples), generator=g).tolist()
-        total = 0.0
+        totals = torch.zeros(2)
         for i in range(0, len(order), cfg.pairs_per_batch):
             volumes = []
             for j in order[i : i + cfg.pairs_per_batch]:
                 s = samples[j]
-                neg = patients[s.patient].x
-                volumes += [(s.x, s.mask), (neg, torch.zeros_like(neg))]
-            loss = _loss(net, make_batch(volumes, g, cfg.coverage_share), cfg)
+                volumes += [(s.x, s.mask), _negative(patients[s.patient], cfg.confounder_share, g)]
+            cls, aux = _loss(net, make_batch(volumes, g, cfg.coverage_share), cfg)
             opt.zero_grad()
-            loss.backward()
+            (cls + cfg.aux_weight * aux).backward()
             opt.step()
-            total += float(loss.detach())
+            sched.step()
+            totals += torch.tensor([float(cls.detach()), float(aux.detach())])
         if log is not None:
-            batches = -(-len(order) // cfg.pairs_per_batch)
-            log(f"epoch {epoch}: loss {total / batches:.4f} ({time.monotonic() - t0:.0f} s)")
+            c, a = (totals / -(-len(order) // cfg.pairs_per_batch)).tolist()
+            log(f"epoch {epoch}: classification {c:.4f}, evidence {a:.4f} ({time.monotonic() - t0:.0f} s)")
+            if monitor is not None and epoch % 5 == 4:
+                log(monitor(epoch, net.eval()))
     return net.to(memory_format=torch.contiguous_format).eval()
+
+
+def _negative(p: Patient, confounder_share: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The patient's CT without fluid, or (``confounder_share`` of the time) one of its confounders; no mask."""
+    x = p.x
+    if p.confounders and float(torch.rand(1, generator=g)) < confounder_share:
+        x = p.confounders[int(torch.randint(len(p.confounders), (1,), generator=g))]
+    return x, torch.zeros_like(x)

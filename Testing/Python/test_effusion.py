@@ -161,3 +161,18 @@ def test_without_labels_the_lungs_are_computed_on_the_ct(ct):
     assert dice > 0.9
     e = simulate_effusion(ct.hu, ct.geometry, seed=3)
     assert e.mask.sum() > 1000 and not (e.mask & ~computed).any()
+
+
+@pytest.mark.parametrize("kind", ["mass", "dependent_atelectasis"])
+def test_confounders_change_only_lung_and_are_not_fluid(ct, lungs, kind):
+    from CTCounterfactualLib.data.confounders import MASS_PLEURA_GAP_MM, simulate_confounder
+
+    c = simulate_confounder(ct.hu, lungs, seed=1, kind=kind)
+    assert c.mask.sum() > 50 and not (c.mask & ~lungs.both).any()
+    assert np.array_equal(c.hu != ct.hu, c.mask)
+    if kind == "mass":  # solid tissue inside the lung, clear of the pleura (where fluid would lie)
+        solid = c.mask & (c.hu > -100)
+        assert solid.sum() > 20 and lungs.depth[solid].min() >= MASS_PLEURA_GAP_MM - 2 * ct.geometry.spacing[0]
+    else:  # denser than lung, far less dense than fluid, at the back
+        assert -700 < c.hu[c.mask].mean() < -150
+        assert _posterior_mm(ct, c.mask) > 20

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from CTCounterfactualLib.data.effusion import draw_params
 from CTCounterfactualLib.training.acquisition import (
     SOURCE_Z_MM,
     Acquisition,
@@ -33,7 +34,9 @@ def patient():
 
 @pytest.fixture(scope="module")
 def sample(patient):
-    return fluid_sample(patient, seed=10, family="crescent")
+    """A crescent without atelectasis: only fluid voxels change."""
+    seed = next(s for s in range(10, 60) if draw_params(s, family="crescent").atelectasis_mm == 0)
+    return fluid_sample(patient, seed=seed, family="crescent")
 
 
 def test_patient_and_effusion_on_the_classifier_grid(patient, sample):
