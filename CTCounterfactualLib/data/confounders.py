@@ -1,5 +1,6 @@
 """Findings that are not pleural effusion, for an effusion classifier to learn to ignore: a solid lung mass inside the
-lung (not touching the pleura) and dependent subpleural atelectasis without fluid. Deterministic by seed."""
+lung, a round mass against the pleura (a tumour's acute angles, not fluid's tapering lens), and dependent subpleural
+atelectasis without fluid. Deterministic by seed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from CTCounterfactualLib.data.effusion import soft_tissue_noise
 from CTCounterfactualLib.data.lungs import ChestLungs, in_plane_distance
 
-KINDS = ("mass", "dependent_atelectasis")
+KINDS = ("mass", "pleural_mass", "dependent_atelectasis")
 MASS_DIAMETER_MM = (12.0, 50.0)
 MASS_HU = (20.0, 60.0)
 MASS_PLEURA_GAP_MM = 5.0  # the mass keeps this far from the lungs' outline: an effusion always touches it
@@ -27,13 +28,18 @@ class Confounder:
     kind: str
 
 
-def _mass(hu: np.ndarray, lungs: ChestLungs, rng: np.random.Generator) -> np.ndarray:
-    """Fraction (0..1) of a lobulated solid mass whose centre lies deep enough in the lung to clear the pleura."""
+def _mass(hu: np.ndarray, lungs: ChestLungs, rng: np.random.Generator, pleural: bool) -> np.ndarray:
+    """Fraction (0..1) of a lobulated solid mass: centred deep enough in the lung to clear the pleura, or
+    (``pleural``) with its centre 30-90 % of its radius inside the lung, so that it bulges from the chest wall."""
     radius = rng.uniform(*MASS_DIAMETER_MM) / 2
     sp = lungs.geometry.spacing
     frac = np.zeros(hu.shape, dtype=np.float32)
     depth = in_plane_distance(lungs.both, lungs.geometry, inside=True, in_plane=False)  # in 3D: clear on every slice
-    candidates = np.argwhere(depth >= 1.15 * radius + MASS_PLEURA_GAP_MM)
+    if pleural:
+        inset = rng.uniform(0.3, 0.9) * radius
+        candidates = np.argwhere(lungs.both & (np.abs(depth - inset) <= max(sp)))
+    else:
+        candidates = np.argwhere(depth >= 1.15 * radius + MASS_PLEURA_GAP_MM)
     if candidates.size == 0:  # a lung too thin for this mass: the largest that fits
         best = float(depth.max())
         radius = max(2.0, (best - MASS_PLEURA_GAP_MM) / 1.15)
@@ -66,8 +72,8 @@ def simulate_confounder(hu: np.ndarray, lungs: ChestLungs, seed: int, kind: str 
     kind = kind or KINDS[seed % len(KINDS)]
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if kind == "mass":
-        w = _mass(hu, lungs, rng)
+    if kind in ("mass", "pleural_mass"):
+        w = _mass(hu, lungs, rng, pleural=kind == "pleural_mass")
         value = rng.uniform(*MASS_HU)
     else:
         w = _dependent_atelectasis(hu, lungs, rng)

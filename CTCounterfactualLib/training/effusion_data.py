@@ -18,7 +18,7 @@ from CTCounterfactualLib.data.lungs import ChestLungs
 from CTCounterfactualLib.training.classifier import EFFUSION_CONVENTION
 
 BUNDLED = "bundled"  # the patient path that stands for the bundled demo CT with its labels
-CONFOUNDERS_PER_PATIENT = 6  # CTs without fluid but with a lung mass or dependent atelectasis, per patient
+CONFOUNDERS_PER_PATIENT = 9  # CTs without fluid but with a lung mass or dependent atelectasis, per patient
 
 
 @dataclass

@@ -30,6 +30,8 @@ class EffusionTrainConfig:
     aux_pos_weight: float = 10.0  # fluid is ~1 % of the evidence map's locations
     coverage_share: float = 0.35
     confounder_share: float = 0.5  # of the negatives, a CT with a lung mass or dependent atelectasis instead
+    width: int = 8  # EffusionNet's first-layer channels
+    top_k: int = 16  # evidence locations the logit averages
 
 
 @dataclass
@@ -95,7 +97,7 @@ def train_effusion_net(
     returns the net in eval mode. ``monitor(epoch, net)`` (net in eval mode) adds a line to the log every 5th epoch."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    net = EffusionNet().to(memory_format=torch.channels_last_3d)
+    net = EffusionNet(width=cfg.width, top_k=cfg.top_k).to(memory_format=torch.channels_last_3d)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = cfg.epochs * -(-len(samples) // cfg.pairs_per_batch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr / 20)

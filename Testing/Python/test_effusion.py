@@ -163,7 +163,7 @@ def test_without_labels_the_lungs_are_computed_on_the_ct(ct):
     assert e.mask.sum() > 1000 and not (e.mask & ~computed).any()
 
 
-@pytest.mark.parametrize("kind", ["mass", "dependent_atelectasis"])
+@pytest.mark.parametrize("kind", ["mass", "pleural_mass", "dependent_atelectasis"])
 def test_confounders_change_only_lung_and_are_not_fluid(ct, lungs, kind):
     from CTCounterfactualLib.data.confounders import MASS_PLEURA_GAP_MM, simulate_confounder
 
@@ -173,6 +173,9 @@ def test_confounders_change_only_lung_and_are_not_fluid(ct, lungs, kind):
     if kind == "mass":  # solid tissue inside the lung, clear of the pleura (where fluid would lie)
         solid = c.mask & (c.hu > -100)
         assert solid.sum() > 20 and lungs.depth[solid].min() >= MASS_PLEURA_GAP_MM - 2 * ct.geometry.spacing[0]
+    elif kind == "pleural_mass":  # solid tissue bulging from the chest wall into the lung
+        solid = c.mask & (c.hu > -100)
+        assert solid.sum() > 20 and lungs.depth[solid].min() == 0 and lungs.depth[solid].max() > 5
     else:  # denser than lung, far less dense than fluid, at the back
         assert -700 < c.hu[c.mask].mean() < -150
         assert _posterior_mm(ct, c.mask) > 20
