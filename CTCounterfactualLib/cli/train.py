@@ -67,6 +67,13 @@ def add_training(sub) -> None:
         "from a computed mask (repeatable)",
     )
     p.add_argument(
+        "--train-only-ct",
+        action="append",
+        default=[],
+        help="with --real-ct: a CT that trains in every fold but is never held out (e.g. an abdomen CT with only "
+        "the lung bases; repeatable)",
+    )
+    p.add_argument(
         "--folds",
         metavar="DIR",
         help="with --real-ct: first train one fold per patient left out (and per fluid family left out, with "
@@ -168,6 +175,7 @@ def _run_classifier(args: argparse.Namespace) -> int:
             args.catalog,
             "ctcf " + " ".join(sys.argv[1:]),
             _log,
+            train_only=args.train_only_ct,
         )
         print(json.dumps(info.get("targets", {}), indent=2))
         return 0

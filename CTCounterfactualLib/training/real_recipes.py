@@ -89,26 +89,29 @@ def real_effusion_classifier(
     catalog: bool,
     command: str,
     log: Log = print,
+    train_only: list[str] = (),
 ) -> dict:
-    """The effusion 3D CNN on the bundled real CT and ``also`` (every fluid family, plausible acquisitions).
+    """The effusion 3D CNN on the bundled real CT, ``also`` and ``train_only`` (every fluid family, plausible
+    acquisitions).
 
-    With ``folds_dir``, first leave-one-patient-out and (holding out ``family_heldout``'s patient)
-    leave-one-family-out folds, written there as ``folds.json`` and ``report.md`` and kept in the catalog entry.
-    ``heldout``: CTs never trained on, measured with the shipped model.
+    With ``folds_dir``, first leave-one-patient-out folds (``train_only`` CTs train in every fold and are never
+    held out) and, holding out ``family_heldout``'s patient, leave-one-family-out folds, written there as
+    ``folds.json`` and ``report.md`` and kept in the catalog entry. ``heldout``: CTs never trained on.
     """
     t0 = time.monotonic()
-    patients = [load_patient(p) for p in [BUNDLED, *also]]
+    patients = [load_patient(p) for p in [BUNDLED, *also, *train_only]]
     log(f"{len(patients)} patients: {', '.join(p.name for p in patients)} ({time.monotonic() - t0:.0f} s)")
     lopo: list[dict] = []
     lofo: list[dict] = []
     if folds_dir:
-        lopo = leave_one_patient_out(patients, plan, cfg, log)
+        lopo = leave_one_patient_out(patients, plan, cfg, log, train_only=len(train_only))
         if family_heldout:
             lofo = leave_one_family_out(patients, patient_name(family_heldout), plan, cfg, log)
     net, threshold, _ = train_and_threshold(patients, plan, cfg, log=log)
     info = {
         "command": command,
         "patients": [p.name for p in patients],
+        "train_only_patients": [patient_name(p) for p in train_only],
         "threshold": threshold,
         "threshold_rule": "halfway between the 95th percentile of the training patients' CTs without fluid and the "
         "5th percentile of their effusions of at least 100 ml, new effusions, plausible acquisitions",

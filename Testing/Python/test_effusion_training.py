@@ -131,3 +131,43 @@ def test_summary_counts_sensitivity_and_specificity_at_the_threshold():
     assert row["families"]["recess"] == {"n": 2, "auc": 0.75, "sensitivity": 0.5, "median_ml": 90.0}
     assert "layering" not in row["families"]
     assert summarize(dataclasses.replace(s, negatives=[0.95] * 4), 0.5)["specificity"] == 0.0
+
+
+def _crop_patient(patient, name: str, z0: int, z1: int):
+    """A shorter 'patient' cut from ``patient`` (slices z0:z1), with its own lungs and confounders."""
+    from CTCounterfactualLib.data.lungs import ChestLungs
+    from CTCounterfactualLib.training.effusion_data import Patient, to_classifier_grid
+
+    ct = dataclasses.replace(
+        patient.ct,
+        hu=patient.ct.hu[z0:z1],
+        labels=patient.ct.labels[z0:z1],
+        geometry=dataclasses.replace(patient.ct.geometry, size=(128, 128, z1 - z0)),
+        name=name,
+    )
+    lungs = ChestLungs.of(ct.hu, ct.geometry, ct.labels)
+    return Patient(name, ct, lungs, to_classifier_grid(ct.hu), [c[:, z0:z1] for c in patient.confounders[:2]])
+
+
+def test_leave_one_patient_out_holds_out_each_chest_patient_once(patient):
+    from CTCounterfactualLib.training.effusion_folds import FoldPlan, leave_one_patient_out
+    from CTCounterfactualLib.training.effusion_report import compact, markdown
+    from CTCounterfactualLib.training.effusion_train import EffusionTrainConfig
+
+    patients = [_crop_patient(patient, n, a, b) for n, a, b in (("A", 0, 24), ("B", 4, 28), ("C", 2, 26))]
+    plan = FoldPlan(train_seeds=2, threshold_seeds=5, threshold_acquisitions=2, heldout_seeds=5, heldout_acquisitions=3)
+    cfg = EffusionTrainConfig(epochs=1, pairs_per_batch=2)
+    lines: list[str] = []
+    rows = leave_one_patient_out(patients, plan, cfg, log=lines.append, train_only=1)
+    assert [r["patient"] for r in rows] == ["A", "B"]  # C trains in every fold and is never held out
+    assert [r["trained_on"] for r in rows] == [["B", "C"], ["A", "C"]]
+    for r in rows:
+        assert r["n_effusions"] == 5 and r["n_acquisitions"] == 3
+        assert 0 <= r["auc"] <= 1 and 0 < r["threshold"] < 1
+        assert set(r["families"]) == {"crescent", "layering", "recess", "loculated", "bilateral"}
+    assert any("epoch 0" in line for line in lines) and any("held out" in line for line in lines)
+    summary = compact(rows, [])
+    assert set(summary["leave_one_patient_out"]) == {"A", "B"}
+    assert summary["targets"]["auc_min"] == min(r["auc"] for r in rows)
+    page = markdown(rows, [], "ctcf train-classifier ...", {"patients": ["A", "B", "C"], "threshold": 0.5})
+    assert "| A |" in page and "| B |" in page and "| C |" not in page
