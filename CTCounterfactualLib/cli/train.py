@@ -76,15 +76,16 @@ def add_training(sub) -> None:
     p.add_argument(
         "--folds",
         metavar="DIR",
-        help="with --real-ct: first train one fold per patient left out (and per fluid family left out, with "
-        "--family-heldout), and write DIR/report.md and DIR/folds.json",
+        help="with --real-ct: also train one fold per chest CT left out and one per fluid family left out, and write "
+        "DIR/report.md and DIR/folds.json",
     )
     p.add_argument(
-        "--family-heldout",
-        metavar="CT",
-        help="with --folds: the --also-ct patient left out of every leave-one-family-out fold",
+        "--heldout",
+        action="append",
+        default=[],
+        help="phantoms: ignored; with --real-ct: the chest CT the shipped classifier never sees (exactly one; its "
+        "own leave-one-patient-out fold is the shipped model, and every leave-one-family-out fold leaves it out too)",
     )
-    p.add_argument("--heldout", action="append", default=[], help="real CT never trained on, for AUC (repeatable)")
     p.add_argument(
         "--train", type=int, default=160, help="training phantoms, or effusion seeds per patient with --real-ct"
     )
@@ -162,16 +163,15 @@ def _run_classifier(args: argparse.Namespace) -> int:
         from CTCounterfactualLib.training.effusion_train import EffusionTrainConfig
         from CTCounterfactualLib.training.real_recipes import real_effusion_classifier
 
-        if args.family_heldout and args.family_heldout not in args.also_ct:
-            raise CTCFError("--family-heldout must be one of the --also-ct CTs (the patient left out of those folds)")
+        if len(args.heldout) != 1:
+            raise CTCFError("--real-ct needs exactly one --heldout chest CT (the patient the shipped model never sees)")
         info = real_effusion_classifier(
             args.out,
             args.also_ct,
+            args.heldout[0],
             FoldPlan(train_seeds=args.train, heldout_seeds=args.eval),
             EffusionTrainConfig(epochs=args.epochs, seed=args.seed),
             args.folds,
-            args.family_heldout,
-            args.heldout,
             args.catalog,
             "ctcf " + " ".join(sys.argv[1:]),
             _log,

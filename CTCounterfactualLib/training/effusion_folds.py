@@ -50,16 +50,24 @@ def train_and_threshold(
 
 
 def leave_one_patient_out(
-    patients: list[Patient], plan: FoldPlan, cfg: EffusionTrainConfig, log: Log = print, train_only: int = 0
+    patients: list[Patient],
+    plan: FoldPlan,
+    cfg: EffusionTrainConfig,
+    log: Log = print,
+    train_only: int = 0,
+    nets: dict | None = None,
 ) -> list[dict]:
     """One fold per patient: trained on all the others, measured on it. The last ``train_only`` patients train in
-    every fold and are never held out (a CT that is not a chest CT)."""
+    every fold and are never held out (a CT that is not a chest CT). ``nets`` collects each fold's (net, threshold)
+    by held-out patient."""
     rows = []
     held_seeds = list(range(HELDOUT_SEEDS, HELDOUT_SEEDS + plan.heldout_seeds))
     for held in patients[: len(patients) - train_only]:
         log(f"fold: {held.name} held out")
         train = [p for p in patients if p is not held]
         net, thr, _ = train_and_threshold(train, plan, cfg, log=log)
+        if nets is not None:
+            nets[held.name] = (net, thr)
         row = summarize(patient_scores(net, held, held_seeds, plan.heldout_acquisitions, seed=2), thr)
         log(_line(row))
         rows.append(row | {"trained_on": [p.name for p in train]})

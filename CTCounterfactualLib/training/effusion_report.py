@@ -115,8 +115,9 @@ def markdown(lopo: list[dict], lofo: list[dict], command: str, final: dict) -> s
         "",
         "## The shipped model",
         "",
-        f"Trained on all {len(final['patients'])} patients ({', '.join(final['patients'])}); threshold "
-        f"{_f(final['threshold'])} by the same rule on their new effusions.",
+        f"The fold that leaves out {final['heldout']}: trained on {', '.join(final['patients'])}; threshold "
+        f"{_f(final['threshold'])} by the same rule on their new effusions. {final['heldout']} stays unseen by the",
+        "shipped classifier, so that the explanation evaluation has a patient it never saw.",
         "",
     ]
     return "\n".join(lines)

@@ -169,5 +169,20 @@ def test_leave_one_patient_out_holds_out_each_chest_patient_once(patient):
     summary = compact(rows, [])
     assert set(summary["leave_one_patient_out"]) == {"A", "B"}
     assert summary["targets"]["auc_min"] == min(r["auc"] for r in rows)
-    page = markdown(rows, [], "ctcf train-classifier ...", {"patients": ["A", "B", "C"], "threshold": 0.5})
-    assert "| A |" in page and "| B |" in page and "| C |" not in page
+    page = markdown(rows, [], "ctcf train-classifier ...", {"patients": ["B", "C"], "heldout": "A", "threshold": 0.5})
+    assert "| A |" in page and "| B |" in page and "| C |" not in page and "leaves out A" in page
+
+
+@pytest.mark.parametrize("heldout", [[], ["a.nrrd", "b.nrrd"]])
+def test_real_ct_training_needs_exactly_one_heldout_chest_ct(tmp_path, capfd, heldout):
+    from cli_runner import run_main
+
+    argv = ["train-classifier", "--real-ct", "--out", tmp_path / "clf.pt"]
+    for h in heldout:
+        argv += ["--heldout", h]
+    assert run_main(argv) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err == [
+        "ctcf: error: --real-ct needs exactly one --heldout chest CT (the patient the shipped model never sees)"
+    ]
+    assert not (tmp_path / "clf.pt").exists()
