@@ -18,9 +18,10 @@ SKIP = pytest.mark.skipif(
 )
 
 
-def start_slicer(version: str, home: Path) -> SlicerSession:
-    """Slicer starting with the extension installed: the module is loaded, startup completes."""
-    session = SlicerSession(version, home)
+def start_slicer(version: str, home: Path, testing: bool = False) -> SlicerSession:
+    """Slicer starting with the extension installed: the module is loaded, startup completes (``testing``:
+    ``Slicer --testing``, as ctest runs the module's self-test)."""
+    session = SlicerSession(version, home, testing)
     try:
         session.load_module(MODULE_FILE)
         session.startup_completed()
