@@ -18,7 +18,7 @@ from .chunk_plot import chunk_table, prediction_chart, read_chunk_rows
 from .contract import protocol
 from .result_layout import jump_to_slice, show_result
 from .sweep_sequence import sweep_sequence
-from .volume_nodes import read_volume_node, same_geometry, show_as_heatmap, slice_center_ras
+from .volume_nodes import forget_file, read_volume_node, same_geometry, show_as_heatmap, slice_center_ras
 
 ROLE = "CTCounterfactual.Role"  # node attribute: which output a node holds
 INPUT_ID = "CTCounterfactual.InputVolumeID"  # on the table/chart: the volume the chunk slices index
@@ -100,9 +100,8 @@ def _load_results(scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVo
             raise ValueError(f"{file_name} in {out} does not have the geometry of {input_node.GetName()}")
         node.SetAttribute(ROLE, role)
         nodes[role] = node
-    for node in nodes.values():
-        # read from the run's temporary folder, which goes away: every save path must write them again
-        node.StorableModified()
+    for node in nodes.values():  # read from the run's temporary folder, which goes away
+        forget_file(scene, node)
     show_as_heatmap(scene, nodes["heatmap"], HEATMAP_THRESHOLD_SHARE)
     table = chunk_table(scene, read_chunk_rows(out / protocol.CHUNKS_CSV), f"{base} chunks")
     chart, series = prediction_chart(scene, table, target, f"{base} predictions")

@@ -24,6 +24,20 @@ def read_volume_node(scene: slicer.vtkMRMLScene, path: str | os.PathLike, name: 
     return node
 
 
+def forget_file(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLStorableNode) -> None:
+    """The node keeps its data but no longer names the file it was read from (a temporary file about to go).
+
+    Without a storage node the Save dialog gives it a new one named after the node in the folder the user saves
+    to (qSlicerSaveDataDialog's nodeFileInfo: "if (snode->GetFileName() == nullptr ...)"), and the node counts as
+    modified since read, so every save writes it.
+    """
+    storage = node.GetStorageNode()
+    if storage is not None:
+        node.SetAndObserveStorageNodeID(None)
+        scene.RemoveNode(storage)
+    node.StorableModified()
+
+
 def ijk_to_ras(node: slicer.vtkMRMLVolumeNode) -> np.ndarray:
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)

@@ -142,37 +142,3 @@ def test_a_click_in_another_plot_is_ignored(slicer_app, panel):
     widget.connectPlotClicks()
     manager.plotWidget(0).plotView().click_points([series.GetID()], [[1]])
     manager.plotWidget(0).plotView().click_points(["vtkMRMLPlotSeriesNodeNotThere"], [[0]])
-
-
-def test_results_survive_saving_the_scene_to_a_folder(slicer_app, panel, swept_run, tmp_path):
-    """The run's folder is gone after loading; File / Save must still write the result volumes."""
-    from mrml_scene import voxels
-    from slicer_module_stand import start_slicer
-
-    widget, node = panel
-    run = slicer_app.home / "tmp" / "run"
-    shutil.copytree(swept_run, run / "out")
-    module = slicer_app.modules[NAME]
-    from CTCounterfactualScene.engine_process import EngineProcess
-
-    job = module.EngineJob(EngineProcess([sys.executable, "-c", "pass"]), str(run), str(run / "out"), node, "explain")
-    widget.watchJob(job, "Starting the engine...")
-    run_timer_until_idle(widget, limit_s=60)
-    assert not run.exists() and widget.ui.statusLabel.text.startswith("Done")
-    cf = next(n for n in _volumes(slicer_app.scene) if n.GetAttribute("CTCounterfactual.Role") == "counterfactual")
-    expected = voxels(cf).copy()
-    mrml = slicer_app.save_scene_to_folder(tmp_path / "saved")
-    slicer_app.close()
-    again = start_slicer(slicer_app.version, tmp_path / "again")
-    try:
-        again.load_scene(mrml)
-        reloaded = next(n for n in _volumes(again.scene) if n.GetName() == cf.GetName())
-        assert reloaded.GetImageData() is not None
-        assert (voxels(reloaded) == expected).all()
-    finally:
-        again.close()
-
-
-def _volumes(scene) -> list:
-    cls = "vtkMRMLScalarVolumeNode"
-    return [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]
