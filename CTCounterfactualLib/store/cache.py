@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.models.checkpoints import sha256_of
+from CTCounterfactualLib.file_hash import sha256_of
 from CTCounterfactualLib.paths import check_writable_folder, require_regular_file
 from CTCounterfactualLib.store.catalog import CatalogEntry, ModelFile, find_entry, get_entry, read_catalog
 from CTCounterfactualLib.store.download import cache_dir, download

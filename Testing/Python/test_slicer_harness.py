@@ -1,4 +1,4 @@
-"""The stand-ins for PythonQt, CTK and qMRML are no kinder than the real ones (each behaviour quoted in the stand-in)."""
+"""The stand-ins for PythonQt, CTK and qMRML are no kinder than the real ones (each behaviour quoted in place)."""
 
 from __future__ import annotations
 

@@ -48,10 +48,21 @@ def slicer_python_dir() -> Path | None:
     return path if (path / "v5.12.3" / "slicer" / "ScriptedLoadableModule.py").is_file() else None
 
 
+SESSION_PACKAGES = (
+    "slicer",
+    "qt",
+    "ctk",
+    "PyTorchUtils",
+    "SampleData",
+    "CTCounterfactual",
+    "CTCounterfactualScene",
+    "CTCounterfactualLib",  # a Slicer starts without the engine loaded: what the module imports, it imports here
+)
+
+
 def _ours(name: str) -> bool:
-    """Modules that belong to one session (the test process has its own ``slicer`` from PyPI)."""
-    top = name.split(".")[0]
-    return top in ("slicer", "qt", "ctk", "PyTorchUtils", "SampleData", "CTCounterfactual", "CTCounterfactualScene")
+    """Modules that belong to one session (the test process has its own ``slicer`` from PyPI, its own engine)."""
+    return name.split(".")[0] in SESSION_PACKAGES
 
 
 def new_app_scene() -> tuple[slicer_core.vtkMRMLScene, list]:
