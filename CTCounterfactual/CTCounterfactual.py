@@ -41,6 +41,7 @@ if str(ENGINE_PARENT) not in sys.path:
     sys.path.insert(0, str(ENGINE_PARENT))
 
 from CTCounterfactualScene.contract import params  # noqa: E402
+from CTCounterfactualScene.dependencies import TORCH_REQUIREMENT, torch_problem  # noqa: E402
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
 from CTCounterfactualScene.panel_text import done_text, progress_text, results_text, results_title  # noqa: E402
@@ -56,7 +57,7 @@ from CTCounterfactualScene.sample_data import register_demo_sample  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.slice_choice import ALL as ALL_SLICES  # noqa: E402
 from CTCounterfactualScene.slice_choice import AROUND, CUSTOM, SLICE_CHOICES, chosen_slices, current_slice  # noqa: E402
-from CTCounterfactualScene.volume_nodes import show_as_heatmap, write_volume_file  # noqa: E402
+from CTCounterfactualScene.volume_nodes import first_plain_volume, show_as_heatmap, write_volume_file  # noqa: E402
 
 REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
 SEARCH_DEFAULTS = params.SearchParams()  # the engine's own defaults (torch-free module)
@@ -204,7 +205,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             recallChoices(node)
         self.setParameterNode(node)
         if not self._parameterNode.inputVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            first = first_plain_volume(slicer.mrmlScene)
             if first:
                 self._parameterNode.inputVolume = first
 
@@ -497,35 +498,65 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         return CTCounterfactualParameterNode(super().getParameterNode())
 
     def ensureDependencies(self, ask: bool = True) -> bool:
-        """torch through the PyTorch extension, the engine's small pure-Python needs through pip; asks first."""
+        """torch (at least ``TORCH_REQUIREMENT``) through the PyTorch extension, the engine's small pure-Python needs
+        through pip; asks first unless ``ask`` is False. Checked from package metadata: nothing is imported into
+        Slicer. Any failure (declined, pip or the PyTorch install failing) is one message and False."""
         try:
             import PyTorchUtils
         except ImportError:
             slicer.util.errorDisplay(_("Install the PyTorch extension (Extensions Manager) and restart Slicer."))
             return False
-        torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torch_logic.torchInstalled():
-            if ask and not slicer.util.confirmOkCancelDisplay(_("CT Counterfactual needs PyTorch. Install it now?")):
-                return False
-            if torch_logic.installTorch(askConfirmation=False) is None:
-                return False
+        try:
+            problem = torch_problem()
+            if problem is not None:
+                question = _("{problem}. Install PyTorch {requirement} now?").format(
+                    problem=problem, requirement=TORCH_REQUIREMENT.specifier
+                )
+                if ask and not slicer.util.confirmOkCancelDisplay(question):
+                    return False
+                torch_logic = PyTorchUtils.PyTorchUtilsLogic()
+                if (
+                    torch_logic.installTorch(
+                        askConfirmation=False, torchVersionRequirement=str(TORCH_REQUIREMENT.specifier)
+                    )
+                    is None
+                ):
+                    return False
+            return self._ensurePackages(ask)
+        except Exception as e:  # pip's CalledProcessError, a failed PyTorch install, a broken environment
+            slicer.util.errorDisplay(
+                _("Could not install what CT Counterfactual needs: {error}").format(
+                    error=str(e).strip() or type(e).__name__
+                )
+            )
+            return False
+
+    def _ensurePackages(self, ask: bool) -> bool:
+        """The packages in Resources/requirements.txt; False if the user says no."""
         try:
             import slicer.packaging as packaging  # Slicer 5.12 and newer
         except ImportError:
             packaging = None
         if packaging is not None:
             try:
-                packaging.pip_ensure(packaging.load_requirements(str(REQUIREMENTS)), requester="CTCounterfactual")
+                # skip_in_testing=False: under --testing pip_ensure would otherwise return without installing, and the
+                # self-test would run without the engine's packages
+                packaging.pip_ensure(
+                    packaging.load_requirements(str(REQUIREMENTS)),
+                    requester="CTCounterfactual",
+                    prompt_install=ask,
+                    skip_in_testing=False,
+                )
             except RuntimeError:  # the user said no (pip_ensure raises then)
                 return False
-        else:  # Slicer 5.10
-            missing = [r for r in REQUIREMENTS.read_text().split() if not _importable(r)]
-            if missing:
-                if ask and not slicer.util.confirmOkCancelDisplay(
-                    _("CT Counterfactual needs {names}. Install now?").format(names=", ".join(missing))
-                ):
-                    return False
-                slicer.util.pip_install(" ".join(missing))
+            return True
+        missing = [r for r in REQUIREMENTS.read_text().split() if not _importable(r)]  # Slicer 5.10
+        if missing:
+            if ask and not slicer.util.confirmOkCancelDisplay(
+                _("CT Counterfactual needs {names}. Install now?").format(names=", ".join(missing))
+            ):
+                return False
+            slicer.util.pip_install(" ".join(missing))
         return True
 
     def request(self, p: CTCounterfactualParameterNode, input_path: str, out_dir: str) -> ExplainRequest:

@@ -24,6 +24,14 @@ def read_volume_node(scene: slicer.vtkMRMLScene, path: str | os.PathLike, name: 
     return node
 
 
+def first_plain_volume(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLScalarVolumeNode | None:
+    """The first volume that is a plain scalar volume: not a label map or any other subclass, which the input
+    selector does not list (its showChildNodeTypes is false) and would answer with None."""
+    cls = "vtkMRMLScalarVolumeNode"
+    nodes = (scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls)))
+    return next((n for n in nodes if n.GetClassName() == cls), None)
+
+
 def forget_file(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLStorableNode) -> None:
     """The node keeps its data but no longer names the file it was read from (a temporary file about to go).
 

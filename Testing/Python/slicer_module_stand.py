@@ -31,6 +31,22 @@ def start_slicer(version: str, home: Path, testing: bool = False) -> SlicerSessi
     return session
 
 
+def installed_torch(monkeypatch, version: str | None) -> None:
+    """What the installed packages' metadata says about torch: ``version``, or (None) not installed."""
+    import importlib.metadata
+
+    real = importlib.metadata.version
+
+    def version_of(name: str) -> str:
+        if name != "torch":
+            return real(name)
+        if version is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return version
+
+    monkeypatch.setattr(importlib.metadata, "version", version_of)
+
+
 def load_volume(session: SlicerSession, path: Path, name: str):
     """File / Add data of a CT: ``slicer.util.loadVolume``."""
     return session.slicer.util.loadVolume(str(path), {"name": name})

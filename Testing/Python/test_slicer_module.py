@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from slicer_harness import ctk_standin
@@ -10,6 +11,7 @@ from slicer_harness import qt_standin as qt
 from slicer_module_stand import NAME, SKIP, load_volume
 
 pytestmark = SKIP
+MODULE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _depth(node) -> int:
@@ -29,6 +31,15 @@ def test_panel_opens_and_binds_the_parameter_node(slicer_app, small_ct):
     assert p.chunkSize == 4
     p.mode = "joint"
     assert widget.ui.modeSelector.currentText == "joint"
+
+
+def test_the_default_input_is_a_plain_scalar_volume(slicer_app, small_ct):
+    """A label map loaded first is no input (the selector lists plain scalar volumes only, and would reset to None)."""
+    labels = slicer_app.slicer.util.loadVolume(str(small_ct), {"name": "labels", "labelmap": True})
+    assert labels.IsA("vtkMRMLLabelMapVolumeNode")
+    node = load_volume(slicer_app, small_ct, "chest")
+    widget = slicer_app.open_panel(NAME)
+    assert widget._parameterNode.inputVolume is node and widget.ui.inputVolumeSelector.currentNode() is node
 
 
 def test_choosing_a_ct_with_another_slice_count(slicer_app, small_ct, tmp_path):
@@ -83,7 +94,9 @@ def test_panel_opens_and_lists_the_models_without_importing_torch(slicer_app, sm
     assert widget.choices["demo-vqgan"].usable and widget.choices["demo-effusion"].usable
     assert widget.choices["ct-vqgan"].state == "not downloaded"  # the engine's own cache listing
     assert widget.ui.applyButton.enabled and not widget.ui.downloadModelButton.enabled
-    assert no_torch.attempts == []
+    # Generate checks the installed torch from its metadata: nothing is imported into Slicer, nothing is asked
+    assert widget.logic.ensureDependencies()
+    assert no_torch.attempts == [] and not ctk_standin.ctkMessageBox.SHOWN
 
 
 @pytest.mark.parametrize("answer", ["Ok", "Cancel"])
@@ -102,6 +115,93 @@ def test_missing_python_packages_are_offered_and_no_is_respected(slicer_app, mon
     assert logic.ensureDependencies() is (answer == "Ok")
     assert bool(installed) is (answer == "Ok")
     assert "ctcf-not-a-real-package-xyz" in ctk_standin.ctkMessageBox.SHOWN[-1]
+
+
+def _record_installs(slicer_app, monkeypatch, installed: list, error: Exception | None = None) -> None:
+    """pip, as Slicer's Python layer calls it (5.12: slicer.packaging.pip_install; 5.10: slicer.util.pip_install)."""
+
+    def pip_install(req, *args, **kwargs):
+        installed.append(req)
+        if error is not None:
+            raise error
+
+    monkeypatch.setattr(slicer_app.slicer.util, "pip_install", pip_install)
+    if slicer_app.version >= "5.12":
+        import slicer.packaging
+
+        monkeypatch.setattr(slicer.packaging, "pip_install", pip_install)
+
+
+@pytest.mark.parametrize("testing", [False, True])
+def test_no_question_when_asked_not_to_and_the_self_test_installs(tmp_path, monkeypatch, testing):
+    """ensureDependencies(ask=False) installs without a dialog, also under ``Slicer --testing`` (the self-test), where
+    5.12's pip_ensure would otherwise skip the install."""
+    from slicer_module_stand import start_slicer
+
+    for version in ("5.10.0", "5.12.3"):
+        session = start_slicer(version, tmp_path / version, testing=testing)
+        try:
+            module = session.modules[NAME]
+            monkeypatch.setattr(module, "REQUIREMENTS", _requirements(session, "ctcf-not-a-real-package-xyz"))
+            installed = []
+            _record_installs(session, monkeypatch, installed)
+            assert module.CTCounterfactualLogic().ensureDependencies(ask=False)
+            assert installed and "ctcf-not-a-real-package-xyz" in str(installed[-1]), version
+            assert not ctk_standin.ctkMessageBox.SHOWN, version
+        finally:
+            session.close()
+
+
+def test_a_failing_install_is_one_message(slicer_app, monkeypatch):
+    import subprocess
+
+    module = slicer_app.modules[NAME]
+    monkeypatch.setattr(module, "REQUIREMENTS", _requirements(slicer_app, "ctcf-not-a-real-package-xyz"))
+    failure = subprocess.CalledProcessError(1, ["python", "-m", "pip", "install"], "no network")
+    _record_installs(slicer_app, monkeypatch, [], failure)
+    assert module.CTCounterfactualLogic().ensureDependencies(ask=False) is False
+    assert "Could not install" in ctk_standin.ctkMessageBox.SHOWN[-1]
+
+
+@pytest.mark.parametrize("version", [None, "2.0.1"])
+def test_missing_or_too_old_torch_is_installed_with_the_minimum_version(slicer_app, monkeypatch, version):
+    import PyTorchUtils
+    from CTCounterfactualScene.dependencies import TORCH_REQUIREMENT
+    from slicer_module_stand import installed_torch
+
+    installed_torch(monkeypatch, version)
+    calls = []
+    monkeypatch.setattr(PyTorchUtils.PyTorchUtilsLogic, "installTorch", lambda self, **kw: calls.append(kw) or "torch")
+    ctk_standin.ctkMessageBox.ANSWERS.append(qt.QMessageBox.Ok)
+    assert slicer_app.modules[NAME].CTCounterfactualLogic().ensureDependencies()
+    assert calls and calls[0]["torchVersionRequirement"] == str(TORCH_REQUIREMENT.specifier)
+    assert (version or "not installed") in ctk_standin.ctkMessageBox.SHOWN[-1]
+
+
+def test_a_failing_torch_install_is_one_message(slicer_app, monkeypatch):
+    import subprocess
+
+    import PyTorchUtils
+    from slicer_module_stand import installed_torch
+
+    installed_torch(monkeypatch, None)
+
+    def fails(self, **kw):
+        raise subprocess.CalledProcessError(1, ["light-the-torch", "install", "torch"])
+
+    monkeypatch.setattr(PyTorchUtils.PyTorchUtilsLogic, "installTorch", fails)
+    assert slicer_app.modules[NAME].CTCounterfactualLogic().ensureDependencies(ask=False) is False
+    assert "Could not install" in ctk_standin.ctkMessageBox.SHOWN[-1]
+
+
+def test_the_torch_requirement_is_the_engines():
+    import tomllib
+    from CTCounterfactualScene.dependencies import TORCH_REQUIREMENT
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((MODULE_ROOT / "pyproject.toml").read_text())["project"]
+    engine = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "torch")
+    assert engine == TORCH_REQUIREMENT
 
 
 def _requirements(session, name: str):

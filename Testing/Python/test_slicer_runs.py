@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from slicer_harness import ctk_standin
-from slicer_module_stand import NAME, SKIP, load_volume, run_timer_until_idle, scalar_volume_names
+from slicer_module_stand import NAME, SKIP, installed_torch, load_volume, run_timer_until_idle, scalar_volume_names
 
 pytestmark = SKIP
 SLEEPER = "import time\nfor _ in range(1200): time.sleep(0.1)"
@@ -114,6 +114,7 @@ def test_self_test_installs_dependencies_before_importing_the_engine(slicer_app,
     for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "torch", None)
+    installed_torch(monkeypatch, None)
     import PyTorchUtils
 
     asked = []

@@ -100,7 +100,9 @@ class IOManager:
         scene, path = self.app.scene, str(properties["fileName"])
         if filetype == "VolumeFile":
             name = properties.get("name", Path(path).name.split(".")[0])
-            node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+            # qSlicerVolumesReader: the "labelmap" property loads a vtkMRMLLabelMapVolumeNode
+            cls = "vtkMRMLLabelMapVolumeNode" if properties.get("labelmap") else "vtkMRMLScalarVolumeNode"
+            node = scene.AddNewNodeByClass(cls, name)
             storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
             storage.SetFileName(path)
             node.SetAndObserveStorageNodeID(storage.GetID())
