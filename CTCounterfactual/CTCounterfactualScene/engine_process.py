@@ -1,7 +1,8 @@
-"""Run ``ctcf explain`` in its own process: build the command, read JSON progress, cancel the whole tree.
+"""Engine processes: the ``ctcf`` command lines, starting a process (no console window, UTF-8 pipes), one-shot jobs.
 
-The Slicer module polls ``EngineProcess.poll()`` from a QTimer; reader threads only move text lines
-into a queue, so nothing here touches the scene from another thread.
+``EngineProcess`` runs one command (a model download, or a one-shot ``ctcf explain``) and reads its JSON progress;
+the warm engine that runs explanations is ``engine_server.py``'s. The Slicer module polls ``poll()`` from a
+QTimer; reader threads only move text lines into a queue, so nothing here touches the scene from another thread.
 """
 
 from __future__ import annotations
@@ -40,21 +41,31 @@ class ExplainRequest:
     search: dict[str, float | int | str] = field(default_factory=dict)
 
 
-def explain_command(request: ExplainRequest, python: str = sys.executable) -> list[str]:
-    """The argument list that runs the engine's CLI for ``request`` with JSON-lines progress."""
+def explain_arguments(request: ExplainRequest) -> list[str]:
+    """``request`` as the arguments of ``ctcf explain`` (after the word explain), with JSON-lines progress."""
     r = request
-    cmd = [python, "-m", "CTCounterfactualLib.cli", "explain", r.input_path, "--out", r.out_dir]
-    cmd += ["--autoencoder", r.autoencoder, "--classifier", r.classifier, "--target", r.target]
+    args = [r.input_path, "--out", r.out_dir]
+    args += ["--autoencoder", r.autoencoder, "--classifier", r.classifier, "--target", r.target]
     if r.slices is not None:
-        cmd += ["--slices", f"{r.slices[0]}:{r.slices[1]}"]
-    cmd += ["--chunk-size", str(r.chunk_size), "--mode", r.mode, "--device", r.device]
-    cmd += ["--batch-size", str(r.batch_size), "--progress", "json"]
-    cmd += ["--output-map", r.output_map, "--search-resolution", r.search_resolution]
+        args += ["--slices", f"{r.slices[0]}:{r.slices[1]}"]
+    args += ["--chunk-size", str(r.chunk_size), "--mode", r.mode, "--device", r.device]
+    args += ["--batch-size", str(r.batch_size), "--progress", "json"]
+    args += ["--output-map", r.output_map, "--search-resolution", r.search_resolution]
     if r.sweep:
-        cmd.append("--sweep")
+        args.append("--sweep")
     for key, value in sorted(r.search.items()):
-        cmd += [params.option_name(key), str(value)]
-    return cmd
+        args += [params.option_name(key), str(value)]
+    return args
+
+
+def explain_command(request: ExplainRequest, python: str = sys.executable) -> list[str]:
+    """The argument list that runs the engine's CLI once for ``request`` with JSON-lines progress."""
+    return [python, "-m", "CTCounterfactualLib.cli", "explain", *explain_arguments(request)]
+
+
+def serve_command(python: str = sys.executable) -> list[str]:
+    """The argument list of the warm engine (``ctcf serve``): explain requests on stdin, progress on stdout."""
+    return [python, "-m", "CTCounterfactualLib.cli", "serve"]
 
 
 def engine_environment(
@@ -65,7 +76,46 @@ def engine_environment(
     paths = [str(engine_parent), str(scene_parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # installed, both parents are one folder
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"  # what the pipes are decoded with, whatever the system's code page
     return env
+
+
+def popen_options(windows: bool | None = None) -> dict:
+    """How an engine process starts: in its own process group (so it is stopped with its children), and on Windows
+    without a console window, as Slicer's own ``slicer.util.launchConsoleProcess`` starts processes ("Hide console
+    window": ``info = subprocess.STARTUPINFO(); info.dwFlags = 1; info.wShowWindow = 0``). ``windows``: this
+    system's when None."""
+    if not (os.name == "nt" if windows is None else windows):
+        return {"start_new_session": True}
+    info = subprocess.STARTUPINFO()
+    info.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+    info.wShowWindow = subprocess.SW_HIDE
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP, "startupinfo": info}
+
+
+def start_process(command: Sequence[str], env: dict[str, str] | None, cwd: str | None, stdin=None) -> subprocess.Popen:
+    """Start ``command`` with text pipes decoded as UTF-8, where a byte that is not UTF-8 becomes U+FFFD: a decoding
+    error would end the reader thread, the pipe would fill and the engine would block on its next write."""
+    return subprocess.Popen(
+        list(command),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+        env=env,
+        cwd=cwd,
+        **popen_options(),
+    )
+
+
+def read_lines(stream, name: str, lines: queue.Queue) -> None:
+    """A reader thread's work: every line of ``stream`` into ``lines`` as (name, text), then the stream closed."""
+    for line in stream:
+        lines.put((name, line.rstrip("\n")))
+    stream.close()
 
 
 def parse_line(line: str) -> dict | None:
@@ -87,32 +137,13 @@ class EngineProcess:
         self.log: list[str] = []
         self.cancel_grace = 10.0  # seconds between the polite stop (SIGTERM) and SIGKILL
         self._kill_at: float | None = None
-        kwargs: dict = (
-            {"start_new_session": True}
-            if os.name == "posix"
-            else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-        )
-        self.process = subprocess.Popen(
-            self.command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            env=env,
-            cwd=cwd,
-            **kwargs,
-        )
+        self.process = start_process(self.command, env, cwd)
         self._readers = [
-            threading.Thread(target=self._read, args=(stream, name), daemon=True)
+            threading.Thread(target=read_lines, args=(stream, name, self.lines), daemon=True)
             for stream, name in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))
         ]
         for t in self._readers:
             t.start()
-
-    def _read(self, stream, name: str) -> None:
-        for line in stream:
-            self.lines.put((name, line.rstrip("\n")))
-        stream.close()
 
     def poll(self) -> list[dict]:
         """New progress events since the last call; updates ``state``, ``error`` and ``log``.
@@ -228,13 +259,19 @@ def group_process_states(pgid: int) -> list[str]:
     return states
 
 
+def stop_command(pid: int) -> list[str]:
+    """Windows: end process ``pid`` and its children. ``/F`` always: without it taskkill only asks a window to close,
+    and an engine started without a console window has none, so it would never stop."""
+    return ["taskkill", "/F", "/T", "/PID", str(pid)]
+
+
 def _signal_tree(process: subprocess.Popen, force: bool) -> None:
+    """POSIX: SIGTERM (the engine unwinds and removes its staging folder) or SIGKILL to the process group. Windows
+    has no polite stop for a windowless process: both end it at once."""
     try:
         if os.name == "posix":
             os.killpg(process.pid, signal.SIGKILL if force else signal.SIGTERM)
         else:
-            subprocess.run(
-                ["taskkill", "/T", "/PID", str(process.pid)] + (["/F"] if force else []), capture_output=True
-            )
+            subprocess.run(stop_command(process.pid), capture_output=True, **popen_options())
     except ProcessLookupError:
         pass  # already gone
