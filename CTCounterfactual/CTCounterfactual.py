@@ -7,6 +7,7 @@ outputs with ``CTCounterfactualScene`` (tested without the Slicer application on
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -23,8 +24,10 @@ from CTCounterfactualScene.engine_process import (
     EngineProcess,
     ExplainRequest,
     engine_environment,
-    explain_command,
+    explain_arguments,
+    serve_command,
 )
+from CTCounterfactualScene.engine_server import EngineServer, ServedRun
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, Default, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
@@ -64,6 +67,7 @@ SEARCH_DEFAULTS = params.SearchParams()  # the engine's own defaults (torch-free
 # the user's last choices, offered again in every new scene (QSettings keys under "CTCounterfactual/")
 REMEMBERED = ("autoencoder", "classifier", "target", "mode", "chunkSize")
 RECALLED_ATTRIBUTE = "CTCounterfactual.Recalled"  # on a parameter node that got them already
+ENGINE_LOG = "CT Counterfactual engine: "  # the engine's output in Slicer's application log starts so
 
 
 class CTCounterfactual(ScriptedLoadableModule):
@@ -90,6 +94,7 @@ class CTCounterfactual(ScriptedLoadableModule):
         )
         slicer.app.connect("startupCompleted()", registerResultLayout)
         slicer.app.connect("startupCompleted()", register_demo_sample)  # Sample Data: the demo chest CT
+        slicer.app.connect("aboutToQuit()", stopEngine)  # the engine process ends with Slicer
 
 
 def registerResultLayout() -> None:
@@ -170,13 +175,14 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.connectPlotClicks()
 
     def cleanup(self) -> None:
-        """The module is unloaded (application exit): stop polling, stop the engine, remove its folder."""
+        """The module is unloaded (application exit): stop polling, stop the run and the engine, remove its folder."""
         self.timer.stop()
         self.removeObservers()
         if self.job is not None:
             self.job.cancel()
             self.job.cleanup()
             self.job = None
+        stopEngine()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -344,8 +350,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.progressBar.setRange(0, event["total"])
                 self.ui.progressBar.value = event["done"]
             now = time.monotonic()
-            if event["stage"] != job.stage:
+            if event["stage"] != job.stage:  # each stage once in Slicer's application log, with what it does
                 job.stage, job.stage_started = event["stage"], now
+                logging.info("%s%s: %s", ENGINE_LOG, event["stage"], event["message"])
             self.ui.statusLabel.text = progress_text(
                 event["stage"],
                 event["message"],
@@ -356,6 +363,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
         for line in job.process.log[job.shown_log :]:
             self.ui.logText.appendPlainText(line)
+            logging.info("%s%s", ENGINE_LOG, line)  # also in Slicer's application log
         job.shown_log = len(job.process.log)
         if job.process.state == "running":
             return
@@ -364,6 +372,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return  # still stopping; poll() kills it after its grace time
             self.finishJob()
             self.ui.statusLabel.text = _("Cancelled; the scene was not changed.")
+            logging.info("%s%s", ENGINE_LOG, self.ui.statusLabel.text)
             return
         try:
             if job.kind == "download":
@@ -395,6 +404,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.logCollapsibleButton.collapsed = False
         finally:
             self.finishJob()
+            logging.info("%s%s", ENGINE_LOG, self.ui.statusLabel.text)
 
     def finishJob(self) -> None:
         self.timer.stop()
@@ -475,7 +485,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class EngineJob:
     """A started engine run: the process, its temporary folder, and where the results go in the scene."""
 
-    def __init__(self, process: EngineProcess, workdir: str | None, out_dir: str | None, input_node, kind: str) -> None:
+    def __init__(
+        self, process: EngineProcess | ServedRun, workdir: str | None, out_dir: str | None, input_node, kind: str
+    ) -> None:
         self.process, self.workdir, self.out_dir, self.input_node = process, workdir, out_dir, input_node
         self.kind = kind  # explain | download
         self.shown_log = 0
@@ -594,12 +606,16 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         """Write the input to a temporary NRRD and start the engine; returns at once."""
         if not p.inputVolume:
             raise ValueError(_("choose an input CT volume"))
-        workdir = tempfile.mkdtemp(prefix="CTCounterfactual-")
+        workdir = _run_folder()
         input_path = os.path.join(workdir, "input.nrrd")
         out_dir = os.path.join(workdir, "out")
-        write_volume_file(slicer.mrmlScene, p.inputVolume, input_path)
-        process = _launch(explain_command(self.request(p, input_path, out_dir), _engine_python()))
-        return EngineJob(process, workdir, out_dir, p.inputVolume, "explain")
+        try:
+            write_volume_file(slicer.mrmlScene, p.inputVolume, input_path)
+            run = warmEngine().submit(explain_arguments(self.request(p, input_path, out_dir)))
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return EngineJob(run, workdir, out_dir, p.inputVolume, "explain")
 
     def finish(self, job: EngineJob) -> ResultNodes:
         """Load a finished run's outputs into the scene (main thread only)."""
@@ -660,6 +676,34 @@ def _engine_python() -> str:
     if found:
         return found
     raise RuntimeError(_("{name} was found neither in {folder} nor on PATH").format(name=name, folder=beside.parent))
+
+
+def warmEngine() -> EngineServer:
+    """The session's engine (``ctcf serve`` in PythonSlicer): started by the first run, kept for the next ones (models
+    loaded, the last input's encoding and gradient kept); a crashed one is replaced by the next run."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = EngineServer(serve_command(_engine_python()), engine_environment(slicer.util.startupEnvironment()))
+    return _ENGINE
+
+
+def stopEngine() -> None:
+    """End the session's engine process (module unloaded, application quitting)."""
+    global _ENGINE
+    if _ENGINE is not None:
+        _ENGINE.stop()
+        _ENGINE = None
+
+
+_ENGINE: EngineServer | None = None
+
+
+def _run_folder() -> str:
+    """A new folder for one run inside Slicer's own temporary folder (Application settings), which Slicer manages.
+    Not ``slicer.util.tempDirectory()``: it names folders by the time to the millisecond and returns the same
+    folder to two calls in one millisecond."""
+    os.makedirs(slicer.app.temporaryPath, exist_ok=True)
+    return tempfile.mkdtemp(prefix="CTCounterfactual-", dir=slicer.app.temporaryPath)
 
 
 def _launch(command: list[str]) -> EngineProcess:

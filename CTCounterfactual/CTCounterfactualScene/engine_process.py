@@ -150,8 +150,8 @@ class EngineProcess:
 
         After ``request_cancel`` it also kills what is left of the engine once ``cancel_grace`` has passed.
         """
-        if self._kill_at is not None and time.monotonic() > self._kill_at and _tree_alive(self.process):
-            _signal_tree(self.process, force=True)
+        if self._kill_at is not None and time.monotonic() > self._kill_at and tree_alive(self.process):
+            signal_tree(self.process, force=True)
             self._kill_at = None
         events = self._drain()
         if self.state == "running" and self.process.poll() is not None:
@@ -201,7 +201,7 @@ class EngineProcess:
     @property
     def stopped(self) -> bool:
         """Whether the engine and every child it started have ended."""
-        return not _tree_alive(self.process)
+        return not tree_alive(self.process)
 
     def request_cancel(self) -> None:
         """Ask the engine to stop (SIGTERM, so it removes its staging folder) and return at once.
@@ -210,7 +210,7 @@ class EngineProcess:
         """
         if self.process.poll() is None and self.state == "running":
             self.state = "cancelled"
-            _signal_tree(self.process, force=False)
+            signal_tree(self.process, force=False)
             self._kill_at = time.monotonic() + self.cancel_grace
 
     def cancel(self, grace: float = 10.0) -> None:
@@ -220,17 +220,17 @@ class EngineProcess:
         """
         if self.process.poll() is None:
             self.state = "cancelled"
-            _signal_tree(self.process, force=False)
+            signal_tree(self.process, force=False)
             deadline = time.monotonic() + grace
-            while _tree_alive(self.process) and time.monotonic() < deadline:
+            while tree_alive(self.process) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _tree_alive(self.process):
-                _signal_tree(self.process, force=True)
+            if tree_alive(self.process):
+                signal_tree(self.process, force=True)
             self.process.wait()
         self.poll()
 
 
-def _tree_alive(process: subprocess.Popen) -> bool:
+def tree_alive(process: subprocess.Popen) -> bool:
     """Whether any process of the engine's group still runs (zombies waiting to be reaped do not count)."""
     if process.poll() is None:
         return True
@@ -265,7 +265,7 @@ def stop_command(pid: int) -> list[str]:
     return ["taskkill", "/F", "/T", "/PID", str(pid)]
 
 
-def _signal_tree(process: subprocess.Popen, force: bool) -> None:
+def signal_tree(process: subprocess.Popen, force: bool) -> None:
     """POSIX: SIGTERM (the engine unwinds and removes its staging folder) or SIGKILL to the process group. Windows
     has no polite stop for a windowless process: both end it at once."""
     try:

@@ -84,18 +84,20 @@ def test_a_result_that_fails_to_load_leaves_no_partial_nodes(slicer_app, panel, 
     assert not widget.ui.logCollapsibleButton.collapsed and not os.path.exists(job.workdir)
 
 
-def test_process_timeout_stops_the_engine_before_removing_its_folder(slicer_app, panel, monkeypatch):
+def test_process_timeout_stops_the_run_before_removing_its_folder(slicer_app, panel, monkeypatch):
     widget, _ = panel
     module = slicer_app.modules[NAME]
     started = []
-    launch = module._launch
-    monkeypatch.setattr(module, "_launch", lambda command: started.append(launch(command)) or started[-1])
+    start = module.CTCounterfactualLogic.start
+    monkeypatch.setattr(
+        module.CTCounterfactualLogic, "start", lambda self, p: started.append(start(self, p)) or started[-1]
+    )
     with pytest.raises(subprocess.TimeoutExpired):
         widget.logic.process(widget._parameterNode, timeout=0.5)
-    (process,) = started
-    assert process.process.poll() is not None and process.state == "cancelled"
-    workdir = os.path.dirname(process.command[process.command.index("explain") + 1])
-    assert not os.path.exists(workdir)
+    (job,) = started
+    assert job.process.stopped and job.process.state == "cancelled"
+    assert not os.path.exists(job.workdir)
+    assert module.warmEngine().alive  # the engine stays for the next run
 
 
 def test_generate_needs_pythonslicer_and_never_runs_slicer_itself(slicer_app, panel, monkeypatch):
