@@ -59,7 +59,14 @@ from CTCounterfactualScene.results_to_scene import INPUT_ID, ResultNodes, jump_t
 from CTCounterfactualScene.sample_data import register_demo_sample  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.slice_choice import ALL as ALL_SLICES  # noqa: E402
-from CTCounterfactualScene.slice_choice import AROUND, CUSTOM, SLICE_CHOICES, chosen_slices, current_slice  # noqa: E402
+from CTCounterfactualScene.slice_choice import (  # noqa: E402
+    AROUND,
+    CUSTOM,
+    SLICE_CHOICES,
+    chosen_slices,
+    current_slice,
+    first_slice_view,
+)
 from CTCounterfactualScene.volume_nodes import first_plain_volume, show_as_heatmap, write_volume_file  # noqa: E402
 
 REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
@@ -115,7 +122,7 @@ class CTCounterfactualParameterNode:
     # the default goes inside the annotation, where Slicer's range connector validates it)
     sliceRange: Annotated[FloatRange, RangeBounds(0, 100000), Default(FloatRange(0, 0))]
     sliceChoice: Annotated[str, Choice(list(SLICE_CHOICES))] = ALL_SLICES
-    aroundSlices: Annotated[int, WithinRange(1, 1000)] = 10  # ± this many slices around the Red view's slice
+    aroundSlices: Annotated[int, WithinRange(1, 1000)] = 10  # ± this many around the first slice view's slice
     chunkSize: Annotated[int, WithinRange(1, 1000)] = params.DEFAULT_CHUNK_SIZE
     mode: Annotated[str, Choice(list(params.MODES))] = params.DEFAULT_MODE
     device: Annotated[str, Choice(list(params.DEVICES))] = params.DEFAULT_DEVICE
@@ -574,7 +581,10 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
     def request(self, p: CTCounterfactualParameterNode, input_path: str, out_dir: str) -> ExplainRequest:
         depth = p.inputVolume.GetImageData().GetDimensions()[2]
         first, last = int(round(p.sliceRange.minimum)), int(round(p.sliceRange.maximum))
-        current = current_slice(slicer.mrmlScene, p.inputVolume) if p.sliceChoice == AROUND else None
+        current = None
+        if p.sliceChoice == AROUND:  # the slice of the first slice view on screen (Red in Slicer's own layouts)
+            view = first_slice_view(slicer.app.layoutManager().layoutLogic().GetViewNodes()) or "Red"
+            current = current_slice(slicer.mrmlScene, p.inputVolume, view)
         slices = chosen_slices(p.sliceChoice, depth, (first, max(first, last)), p.aroundSlices, current)
         return ExplainRequest(
             input_path=input_path,

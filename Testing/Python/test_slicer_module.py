@@ -267,6 +267,34 @@ def test_last_choices_are_offered_in_a_new_scene(slicer_app, small_ct):
     assert widget.ui.modeSelector.currentText == "joint" and widget.ui.classifierSelector.currentData == "demo-lungsize"
 
 
+def test_around_the_slice_of_the_view_the_user_looks_at(slicer_app, small_ct, swept_run):
+    """After a run the result layout shows no Red view: "Around current slice" follows its first slice view."""
+    import shutil
+    import sys
+
+    from CTCounterfactualScene.engine_process import EngineProcess
+    from CTCounterfactualScene.result_layout import INPUT_VIEW, LAYOUT_ID, slice_node
+    from CTCounterfactualScene.volume_nodes import slice_center_ras
+    from slicer_module_stand import run_timer_until_idle
+
+    node = load_volume(slicer_app, small_ct, "chest")
+    widget = slicer_app.open_panel(NAME)
+    run = slicer_app.home / "tmp" / "run"
+    shutil.copytree(swept_run, run / "out")
+    job = slicer_app.modules[NAME].EngineJob(
+        EngineProcess([sys.executable, "-c", "pass"]), str(run), str(run / "out"), node, "explain"
+    )
+    widget.watchJob(job, "")
+    run_timer_until_idle(widget, limit_s=60)
+    assert slicer_app.app.layoutManager().layout == LAYOUT_ID
+    slicer_app.scene.GetNodeByID("vtkMRMLSliceNodeRed").JumpSliceByCentering(*slice_center_ras(node, 2))
+    slice_node(slicer_app.scene, INPUT_VIEW).JumpSliceByCentering(*slice_center_ras(node, 17))  # where the user is
+    ui = widget.ui
+    ui.sliceChoiceSelector.activate(ui.sliceChoiceSelector.findText("Around current slice"))
+    ui.aroundSlicesSpinBox.value = 2
+    assert widget.logic.request(widget._parameterNode, "in.nrrd", "out").slices == (15, 20)
+
+
 def test_slices_all_around_the_red_view_or_a_custom_range(slicer_app, small_ct):
     from CTCounterfactualScene.volume_nodes import slice_center_ras
 
