@@ -55,7 +55,14 @@ from CTCounterfactualScene.result_layout import (  # noqa: E402
     restore_layout,
     show_result,
 )
-from CTCounterfactualScene.results_to_scene import INPUT_ID, ResultNodes, jump_to_chunk, load_results  # noqa: E402
+from CTCounterfactualScene.results_to_scene import (  # noqa: E402
+    ResultNodes,
+    input_of,
+    is_result_table,
+    jump_to_chunk,
+    latest_result,
+    load_results,
+)
 from CTCounterfactualScene.sample_data import register_demo_sample  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.slice_choice import ALL as ALL_SLICES  # noqa: E402
@@ -168,6 +175,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = CTCounterfactualLogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.exportSceneButton.connect("clicked(bool)", self.onExportScene)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)
@@ -179,7 +187,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.heatmapThresholdSlider.connect("valueChanged(double)", self.onHeatmapDisplay)
         self.fillModelSelectors()
         self.initializeParameterNode()
-        self.connectPlotClicks()
+        self.onSceneEndImport()  # a scene with results may have been opened before the module
 
     def cleanup(self) -> None:
         """The module is unloaded (application exit): stop polling, stop the run and the engine, remove its folder."""
@@ -210,6 +218,24 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+
+    def onSceneEndImport(self, caller=None, event=None) -> None:
+        """A scene was opened or imported (an MRB): the results box describes its latest run, unless this session's
+        run is still in the scene; plot clicks are connected once the layout has made its plot view."""
+        current = self.lastResult
+        if current is None or slicer.mrmlScene.GetNodeByID(current.counterfactual) is None:
+            loaded = latest_result(slicer.mrmlScene)
+            if loaded is not None:
+                self.showResultsBox(loaded)
+        qt.QTimer.singleShot(0, self.connectPlotClicks)  # after the layout manager has built the restored layout
+
+    def showResultsBox(self, result: ResultNodes) -> None:
+        """The results box and the heatmap controls act on ``result``."""
+        self.lastResult = result
+        self.ui.resultsLabel.text = results_text(result.summary)
+        self.ui.resultsCollapsibleButton.text = results_title(result.summary)
+        self.ui.resultsCollapsibleButton.visible = True
+        self.onHeatmapDisplay()
 
     def initializeParameterNode(self) -> None:
         node = self.logic.getParameterNode()
@@ -399,11 +425,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.logCollapsibleButton.collapsed = False
                     return
                 self.ui.statusLabel.text = done_text(time.monotonic() - job.started, result.summary)
-                self.lastResult = result
-                self.ui.resultsLabel.text = results_text(result.summary)
-                self.ui.resultsCollapsibleButton.text = results_title(result.summary)
-                self.ui.resultsCollapsibleButton.visible = True
-                self.onHeatmapDisplay()
+                self.showResultsBox(result)
                 slicer.app.processEvents()  # let the layout manager create the plot view first
                 self.connectPlotClicks()
             else:
@@ -440,13 +462,18 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("Scene exported to {path}").format(path=path)
 
     def onShowResults(self) -> None:
-        """Bring back the linked views and the plot of the last run (after the user changed the layout)."""
+        """Bring back the linked views and the plot of the last run (after the user changed the layout), this
+        session's or the opened scene's."""
         r = self.lastResult
         if r is None or slicer.mrmlScene.GetNodeByID(r.counterfactual) is None:
-            return
+            r = latest_result(slicer.mrmlScene)
+            if r is None:
+                return
+            self.showResultsBox(r)
+        table = slicer.mrmlScene.GetNodeByID(r.table)
         show_result(
             slicer.mrmlScene,
-            slicer.mrmlScene.GetNodeByID(r.table).GetAttribute(INPUT_ID),
+            input_of(table).GetID() if input_of(table) is not None else None,
             r.counterfactual,
             r.heatmap,
             r.chart,
@@ -483,7 +510,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             series = slicer.mrmlScene.GetNodeByID(seriesIds.GetValue(i))
             table = series.GetTableNode() if series is not None and series.IsA("vtkMRMLPlotSeriesNode") else None
             rows = selections.GetItemAsObject(i)
-            if table is None or not table.GetAttribute(INPUT_ID) or rows is None or not rows.GetNumberOfTuples():
+            if not is_result_table(table) or rows is None or not rows.GetNumberOfTuples():
                 continue
             jump_to_chunk(slicer.mrmlScene, table, int(rows.GetValue(0)))
             return
