@@ -431,6 +431,10 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else:
                 self.ui.statusLabel.text = _("Failed: {error}").format(error=job.process.error)
                 self.ui.logCollapsibleButton.collapsed = False
+                if (job.process.failure or {}).get("out_of_memory"):  # refused before any work: say so plainly
+                    slicer.util.warningDisplay(
+                        _("This run does not fit in memory: {error}").format(error=job.process.error)
+                    )
         finally:
             self.finishJob()
             logging.info("%s%s", ENGINE_LOG, self.ui.statusLabel.text)

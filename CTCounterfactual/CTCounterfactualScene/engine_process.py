@@ -134,6 +134,7 @@ class EngineProcess:
         self.state = "running"  # running | done | failed | cancelled
         self.last: dict | None = None  # the latest progress event
         self.error: str | None = None
+        self.failure: dict | None = None  # the engine's error line (``out_of_memory``: the run does not fit)
         self.log: list[str] = []
         self.cancel_grace = 10.0  # seconds between the polite stop (SIGTERM) and SIGKILL
         self._kill_at: float | None = None
@@ -176,7 +177,7 @@ class EngineProcess:
             self.last = event
             events.append(event)
             if event["stage"] == "error":
-                self.error = event["message"]
+                self.error, self.failure = event["message"], event
 
     def _finish(self) -> None:
         code = self.process.returncode

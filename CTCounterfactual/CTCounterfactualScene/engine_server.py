@@ -119,6 +119,7 @@ class ServedRun:
         self.state = "running"  # running | done | failed | cancelled
         self.last: dict | None = None  # the latest progress event
         self.error: str | None = None
+        self.failure: dict | None = None  # the engine's error line (``out_of_memory``: the run does not fit)
         self.log: list[str] = []
         self.ended = False  # the engine answered it to the end, or is gone
         self.reused: list[str] = []  # what the engine did not compute again (from its "done" line)
@@ -137,7 +138,7 @@ class ServedRun:
         elif event["stage"] == protocol.ERROR:
             self.ended = True
             if self.state == "running":
-                self.state, self.error = "failed", event["message"]
+                self.state, self.error, self.failure = "failed", event["message"], event
         if self.ended:
             self.server.runs.pop(self.id, None)
 

@@ -10,6 +10,7 @@ import threading
 from typing import TextIO
 
 from CTCounterfactualLib.errors import CTCFError, last_line, one_line
+from CTCounterfactualLib.method.memory_estimate import OutOfMemory
 from CTCounterfactualLib.progress import JsonProgress
 from CTCounterfactualLib.protocol import DONE, ERROR
 
@@ -29,9 +30,11 @@ Requests on stdin, one JSON object per line:
   {"command": "stop"}                end after the running request (so does the end of stdin)
 
 Answers on stdout: the JSON-lines progress of `ctcf explain --progress json`, each line with the request's "id";
-a request ends with stage "done" (with "out", "predictions", "warnings", "flags" and "reused": what was not
-computed again: models, encoding, gradient) or stage "error" (with the one-line message, and "cancelled": true
-when it was cancelled). Warnings and errors are also printed on stderr as `ctcf: ...` lines.
+a request that encodes its CT first sends a "load" line with "estimate" (will it fit, peak memory, seconds before
+the search and per lambda step); it ends with stage "done" (with "out", "predictions", "warnings", "flags" and
+"reused": what was not computed again: models, encoding, gradient) or stage "error" (with the one-line message,
+"cancelled": true when it was cancelled, "out_of_memory": true when it does not fit). Warnings and errors are
+also printed on stderr as `ctcf: ...` lines.
 """
 
 
@@ -134,6 +137,8 @@ class Server:
 
         try:
             self._explain(request, rid, progress)
+        except OutOfMemory as e:
+            self._fail(rid, one_line(str(e)), out_of_memory=True)
         except CTCFError as e:
             self._fail(rid, one_line(str(e)))
         except KeyboardInterrupt:
@@ -147,8 +152,8 @@ class Server:
             with self.lock:
                 self.current = None
 
-    def _fail(self, rid: str, message: str) -> None:
-        self.out(ERROR, 0, 0, message, id=rid)
+    def _fail(self, rid: str, message: str, **extra) -> None:
+        self.out(ERROR, 0, 0, message, id=rid, **extra)
         print(f"ctcf: error: {message}", file=sys.stderr, flush=True)
 
     def _explain(self, request: dict, rid: str, progress) -> None:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from CTCounterfactualLib.data.volume_io import read_volume
 from CTCounterfactualLib.jobs.explain_file import explain_file
+from CTCounterfactualLib.jobs.run_estimate import estimate_text, run_estimate
 from CTCounterfactualLib.method.explain import ExplainConfig
 from CTCounterfactualLib.method.reuse import Reuse
 from CTCounterfactualLib.progress import Progress, noop_progress
@@ -95,8 +97,11 @@ class WarmEngine:
         cache_dir: str | None = None,
         progress: Progress = noop_progress,
         on_warning: Callable[[str], Any] | None = None,
+        available_memory: int | None = None,
     ) -> dict:
-        """``explain_file`` with this engine's models and reuse; returns the summary."""
+        """``explain_file`` with this engine's models and reuse; returns the summary. A run that encodes the CT
+        (nothing kept for it) first reports its time and memory estimate (``run_estimate``) as a ``load`` line with
+        ``estimate``; ``available_memory``: bytes, measured on the device if None."""
         had = (self._autoencoder, self._classifier)
         progress("load", 0, 3, "models")
         ae, ae_path, ae_config = self.autoencoder(
@@ -104,6 +109,10 @@ class WarmEngine:
         )
         clf, clf_path, clf_format = self.classifier(classifier, classifier_format, trust_checkpoint, cache_dir)
         kept = self._autoencoder is had[0] and self._classifier is had[1]
+        volume = read_volume(input_path)
+        if not self.reuse.holds(volume.array, ae, clf, cfg):  # a run that encodes: what it will take, first
+            estimate = run_estimate(volume.array, ae, clf, cfg, available_memory)
+            progress("load", 3, 3, estimate_text(estimate), estimate=estimate)
         extra = {} if on_warning is None else {"on_warning": on_warning}
         summary = explain_file(
             input_path,
@@ -117,6 +126,7 @@ class WarmEngine:
             classifier_format=clf_format,
             progress=progress,
             reuse=self.reuse,
+            available_memory=available_memory,
             **extra,
         )
         self.reused = ([MODELS] if kept else []) + list(self.reuse.reused)

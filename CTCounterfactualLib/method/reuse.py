@@ -70,14 +70,9 @@ class Reuse:
         """The prepared request of ``hu``: kept from an earlier call on the same volume, models and settings (the
         request is still checked and the models put on its device), else ``compute()``, which is then kept."""
         self.reused = []
-        volume, settings, kept = volume_digest(hu), _settings(cfg), self._kept
-        if (
-            kept
-            and kept.volume == volume
-            and kept.ae is ae
-            and kept.classifier is classifier
-            and kept.settings == settings
-        ):
+        volume = volume_digest(hu)
+        if self.holds(hu, ae, classifier, cfg, volume):
+            kept = self._kept
             start, stop = check_request(hu.shape[0], cfg)
             device = resolve_device(cfg.device)
             reset_peak(device)
@@ -87,8 +82,21 @@ class Reuse:
             return replace(kept.prepared, start=start, stop=stop)
         self._kept = None  # let go of the old tensors before making new ones
         prepared = compute()
-        self._kept = _Kept(volume, ae, classifier, settings, prepared)
+        self._kept = _Kept(volume, ae, classifier, _settings(cfg), prepared)
         return prepared
+
+    def holds(
+        self, hu: np.ndarray, ae: SliceAutoencoder, classifier: Classifier, cfg: ExplainConfig, volume: str = ""
+    ) -> bool:
+        """Whether a call with these arguments takes the encoding from here (``volume``: ``hu``'s digest if known)."""
+        kept = self._kept
+        return bool(
+            kept
+            and kept.ae is ae
+            and kept.classifier is classifier
+            and kept.settings == _settings(cfg)
+            and kept.volume == (volume or volume_digest(hu))
+        )
 
     def direction(self, prepared, compute: Callable[[], LatentDirection]) -> LatentDirection:
         """The latent direction over ``prepared``'s slice range: kept for this range, else ``compute()`` (kept)."""

@@ -138,3 +138,51 @@ def test_a_bad_request_is_one_error_line_and_the_engine_goes_on(small_ct, tiny_m
         assert "unknown request command" in served.until("z")[-1]["message"]
     finally:
         assert served.close() == 0
+
+
+def test_a_run_that_encodes_reports_its_estimate_first(small_ct, tiny_model_files, tmp_path, torch_on_one_thread):
+    from CTCounterfactualLib.jobs.warm_engine import WarmEngine
+    from CTCounterfactualLib.method.explain import ExplainConfig
+    from CTCounterfactualLib.params import SearchParams
+
+    engine, events = WarmEngine(), []
+    ae, clf = tiny_model_files
+    cfg = ExplainConfig(target="effusion", slices=(4, 20), chunk_size=4, search=SearchParams(max_steps=200))
+    run = dict(autoencoder=str(ae), classifier=str(clf), progress=lambda *a, **k: events.append((a, k)))
+    engine.explain(small_ct, tmp_path / "a", cfg, **run)
+    stages = [a[0] for a, _ in events]
+    first = next(i for i, (_, k) in enumerate(events) if "estimate" in k)
+    assert first < stages.index("encode")
+    estimate = events[first][1]["estimate"]
+    assert estimate["fits"] and estimate["memory"]["estimate_mb"] > 0 and estimate["memory"]["available_mb"] > 0
+    assert (
+        estimate["time"]["searches"] == 4 and 0 < estimate["time"]["per_step_s"] < estimate["time"]["before_search_s"]
+    )
+    assert "peak memory" in events[first][0][3] and "per lambda step in each of 4 searches" in events[first][0][3]
+    events.clear()
+    engine.explain(small_ct, tmp_path / "b", cfg, **run)  # the encoding is kept: nothing long to estimate
+    assert not [k for _, k in events if "estimate" in k] and engine.reused == ["models", "encoding", "gradient"]
+
+
+def test_a_run_that_does_not_fit_is_refused_before_any_work(small_ct, tiny_model_files, tmp_path, torch_on_one_thread):
+    import pytest
+
+    from CTCounterfactualLib.jobs.warm_engine import WarmEngine
+    from CTCounterfactualLib.method.explain import ExplainConfig
+    from CTCounterfactualLib.method.memory_estimate import OutOfMemory
+
+    events = []
+    ae, clf = tiny_model_files
+    with pytest.raises(OutOfMemory, match="not enough memory"):
+        WarmEngine().explain(
+            small_ct,
+            tmp_path / "a",
+            ExplainConfig(target="effusion"),
+            autoencoder=str(ae),
+            classifier=str(clf),
+            progress=lambda *a, **k: events.append((a, k)),
+            available_memory=8 * 2**20,
+        )
+    (estimate,) = [k["estimate"] for _, k in events if "estimate" in k]
+    assert not estimate["fits"] and "not enough memory" in estimate["reason"]
+    assert "encode" not in [a[0] for a, _ in events] and not (tmp_path / "a").exists()

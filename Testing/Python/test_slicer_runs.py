@@ -69,6 +69,18 @@ def test_unloading_the_module_stops_the_timer_and_the_run(slicer_app, panel):
     assert not os.path.exists(job.workdir)
 
 
+def test_a_run_that_does_not_fit_is_a_warning(slicer_app, panel):
+    """The engine refuses a run that does not fit in memory before any work; the panel says so in a dialog."""
+    message = "not enough memory: this run needs about 9.00 GiB even with --batch-size 1"
+    line = {"stage": "error", "done": 0, "total": 0, "message": message, "out_of_memory": True}
+    widget, node = panel
+    before = scalar_volume_names(slicer_app.scene)
+    _watch(slicer_app, widget, f"import json, sys\nprint(json.dumps({line!r}))\nsys.exit(3)", input_node=node)
+    run_timer_until_idle(widget, limit_s=60)
+    assert widget.ui.statusLabel.text.startswith("Failed") and message in ctk_standin.ctkMessageBox.SHOWN[-1]
+    assert scalar_volume_names(slicer_app.scene) == before
+
+
 def test_a_result_that_fails_to_load_leaves_no_partial_nodes(slicer_app, panel, swept_run, tmp_path):
     widget, node = panel
     broken = tmp_path / "broken"
