@@ -47,7 +47,14 @@ from CTCounterfactualScene.contract import params  # noqa: E402
 from CTCounterfactualScene.dependencies import TORCH_REQUIREMENT, torch_problem  # noqa: E402
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
-from CTCounterfactualScene.panel_text import done_text, progress_text, results_text, results_title  # noqa: E402
+from CTCounterfactualScene.panel_text import (  # noqa: E402
+    done_text,
+    model_details,
+    progress_text,
+    results_text,
+    results_title,
+    size_text,
+)
 from CTCounterfactualScene.result_layout import (  # noqa: E402
     RESULT_VIEW,
     composite_node,
@@ -179,6 +186,8 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.exportSceneButton.connect("clicked(bool)", self.onExportScene)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)
+        self.ui.openModelCacheButton.connect("clicked(bool)", self.onOpenModelCache)
+        self.ui.clearModelCacheButton.connect("clicked(bool)", self.onClearModelCache)
         self.ui.autoencoderSelector.connect("activated(int)", lambda i: self.onModelChosen("autoencoder"))
         self.ui.classifierSelector.connect("activated(int)", lambda i: self.onModelChosen("classifier"))
         self.ui.targetSelector.connect("currentTextChanged(QString)", self.onTargetChanged)
@@ -341,6 +350,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelStateLabel.text = (
             _("Not downloaded yet: {names}").format(names=", ".join(missing)) if missing else ""
         )
+        chosen = [v for v in (p.autoencoder, p.classifier) if v]
+        self.ui.modelDetailsLabel.text = "\n\n".join(model_details(self.choices.get(v), v) for v in chosen)
+        self.ui.clearModelCacheButton.enabled = self.job is None  # not while a run or download reads the files
         self.followInput()
         self.ui.sliceRangeWidget.enabled = p.sliceChoice == CUSTOM
         self.ui.aroundSlicesSpinBox.enabled = p.sliceChoice == AROUND
@@ -455,6 +467,30 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not names:
             return
         self.watchJob(self.logic.download(names), _("Downloading {names}...").format(names=", ".join(names)))
+
+    def onOpenModelCache(self) -> None:
+        """Show the model cache folder in the system's file browser (made if it does not exist yet)."""
+        folder = model_cache_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
+
+    def onClearModelCache(self) -> None:
+        """Delete the downloaded models after asking; the bundled ones stay."""
+        from CTCounterfactualLib.store.cache import cached_files, clear_cache
+
+        folder, files = model_cache_folder(), cached_files()
+        if not files:
+            self.ui.statusLabel.text = _("The model cache holds no downloaded models ({folder}).").format(folder=folder)
+            return
+        size = size_text(sum(f.stat().st_size for f in files))
+        question = _("Delete the downloaded models ({size}) in {folder}? They can be downloaded again.")
+        if not slicer.util.confirmOkCancelDisplay(question.format(size=size, folder=folder)):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not clear the model cache."), waitCursor=True):
+            freed = clear_cache()
+            self.ui.statusLabel.text = _("Model cache cleared: {size} freed.").format(size=size_text(freed))
+        self.fillModelSelectors()
+        self.updateGui()
 
     def onExportScene(self) -> None:
         path = qt.QFileDialog.getSaveFileName(
@@ -717,6 +753,13 @@ def _engine_python() -> str:
     if found:
         return found
     raise RuntimeError(_("{name} was found neither in {folder} nor on PATH").format(name=name, folder=beside.parent))
+
+
+def model_cache_folder() -> Path:
+    """Where the engine keeps downloaded models: ``$CTCF_CACHE_DIR`` or the platform's cache folder."""
+    from CTCounterfactualLib.store.download import cache_dir
+
+    return cache_dir()
 
 
 def warmEngine() -> EngineServer:

@@ -315,3 +315,43 @@ def test_slices_all_around_the_red_view_or_a_custom_range(slicer_app, small_ct):
     assert widget.logic.request(p, "in.nrrd", "out").slices == (4, 20)
     ui.sliceRangeWidget.setValues(-5, 500)  # the widget keeps the range inside the CT
     assert widget.logic.request(p, "in.nrrd", "out").slices is None
+
+
+def test_the_panel_shows_the_chosen_models_details(slicer_app):
+    from CTCounterfactualLib.store.catalog import read_catalog
+
+    widget = slicer_app.open_panel(NAME)
+    catalog = read_catalog()
+    details = widget.ui.modelDetailsLabel.text
+    for name in ("demo-vqgan", "demo-effusion"):
+        assert catalog[name].notes in details and catalog[name].license in details, name
+    assert "MiB" in details
+    widget.ui.classifierSelector.activate(widget.ui.classifierSelector.findData("merlin-phecodes"))
+    details = widget.ui.modelDetailsLabel.text
+    merlin = catalog["merlin-phecodes"]
+    assert merlin.citation in details and merlin.license in details and "not downloaded" in details
+    assert catalog["demo-effusion"].notes not in details
+
+
+def test_open_and_clear_the_model_cache(slicer_app, monkeypatch, tmp_path):
+    from CTCounterfactualLib.store.catalog import read_catalog
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CTCF_CACHE_DIR", str(cache))
+    widget = slicer_app.open_panel(NAME)
+    widget.ui.openModelCacheButton.click()
+    assert qt.QDesktopServices.OPENED == [cache.as_uri()] and cache.is_dir()
+    widget.ui.clearModelCacheButton.click()  # nothing downloaded: nothing to ask
+    assert "no downloaded models" in widget.ui.statusLabel.text and not ctk_standin.ctkMessageBox.SHOWN
+    entry = read_catalog()["ct-vqgan"]
+    for f in entry.files:
+        (cache / entry.name).mkdir(exist_ok=True)
+        (cache / entry.name / f.name).write_bytes(b"x" * 2**20)
+    ctk_standin.ctkMessageBox.ANSWERS.append(qt.QMessageBox.Cancel)
+    widget.ui.clearModelCacheButton.click()
+    assert f"({len(entry.files):.1f} MiB)" in ctk_standin.ctkMessageBox.SHOWN[-1]
+    assert (cache / entry.name).is_dir()  # "Cancel": nothing deleted
+    ctk_standin.ctkMessageBox.ANSWERS.append(qt.QMessageBox.Ok)
+    widget.ui.clearModelCacheButton.click()
+    assert not (cache / entry.name).exists() and "cleared" in widget.ui.statusLabel.text
+    assert widget.choices["ct-vqgan"].state == "not downloaded"

@@ -834,6 +834,36 @@ class QFileDialog:
         return QFileDialog.ANSWERS.pop(0) if QFileDialog.ANSWERS else ""
 
 
+class QUrl:
+    """A URL; ``fromLocalFile`` makes a file:// one."""
+
+    def __init__(self, url: str = "") -> None:
+        self.url = url
+
+    @staticmethod
+    def fromLocalFile(path: str) -> QUrl:
+        return QUrl(Path(path).absolute().as_uri())
+
+    def toLocalFile(self) -> str:
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(self.url).path) if self.url.startswith("file:") else ""
+
+    def toString(self) -> str:
+        return self.url
+
+
+class QDesktopServices:
+    """``openUrl`` hands a URL to the desktop (a file browser for a folder); here every call is recorded."""
+
+    OPENED: list[str] = []
+
+    @staticmethod
+    def openUrl(url: QUrl) -> bool:
+        QDesktopServices.OPENED.append(url.toString())
+        return True
+
+
 class QMessageBox(QWidget):
     Ok, Cancel, Yes, No, Retry, Close = 0x400, 0x400000, 0x4000, 0x10000, 0x80000, 0x200000
     NoIcon, Information, Warning, Critical, Question = 0, 1, 2, 3, 4

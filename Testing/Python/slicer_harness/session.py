@@ -126,6 +126,7 @@ class SlicerSession:
         qt.QSettings.STORE = {}
         qt.REFUSED_CONNECTIONS.clear()
         qt.QFileDialog.ANSWERS = []
+        qt.QDesktopServices.OPENED = []
         ctk_standin.ctkMessageBox.ANSWERS = []
         ctk_standin.ctkMessageBox.SHOWN = []
         (self.home / "bin").mkdir(parents=True, exist_ok=True)
