@@ -106,7 +106,12 @@ class CTCounterfactual(ScriptedLoadableModule):
             "Outputs: CF, reconstruction, heatmap (over the CF, linked views), per-chunk table and plot (click a "
             "point to jump there), and the lambda sweep as a sequence. Compare the CF with the reconstruction, "
             "not with the input. Export scene writes everything to one .mrb file.<br>"
-            "The engine runs in a separate process; Cancel stops it and leaves the scene as it was. "
+            "The engine runs in its own process, started by the first Generate and kept for the session: the models "
+            "stay loaded, and another run on the same CT, models and target (another chunk size, search setting or "
+            "range) starts its search at once. Before a run that encodes the CT the status line gives an estimate "
+            "of its time and memory; a run that does not fit is refused. Cancel stops the run and leaves the scene "
+            "as it was. The model section shows each model's use, licence and citation, and opens or clears the "
+            "model cache.<br>"
             "Research software: not for clinical decisions. Requires 3D Slicer 5.10 or newer."
         )
         self.parent.acknowledgementText = _(

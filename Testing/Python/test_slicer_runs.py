@@ -107,6 +107,7 @@ def test_process_timeout_stops_the_run_before_removing_its_folder(slicer_app, pa
     with pytest.raises(subprocess.TimeoutExpired):
         widget.logic.process(widget._parameterNode, timeout=0.5)
     (job,) = started
+    assert os.path.dirname(job.workdir) == slicer_app.app.temporaryPath  # Slicer's own temporary folder
     assert job.process.stopped and job.process.state == "cancelled"
     assert not os.path.exists(job.workdir)
     assert module.warmEngine().alive  # the engine stays for the next run
