@@ -10,7 +10,6 @@ import threading
 from typing import TextIO
 
 from CTCounterfactualLib.errors import CTCFError, last_line, one_line
-from CTCounterfactualLib.method.memory_estimate import OutOfMemory
 from CTCounterfactualLib.progress import JsonProgress
 from CTCounterfactualLib.protocol import DONE, ERROR
 
@@ -50,6 +49,12 @@ def add_serve(sub) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     return Server(sys.stdin, sys.stdout).run()
+
+
+def _out_of_memory(error: CTCFError) -> bool:
+    from CTCounterfactualLib.method.memory_estimate import OutOfMemory  # torch: not for `ctcf --help`
+
+    return isinstance(error, OutOfMemory)
 
 
 class _RequestParser(argparse.ArgumentParser):
@@ -137,10 +142,8 @@ class Server:
 
         try:
             self._explain(request, rid, progress)
-        except OutOfMemory as e:
-            self._fail(rid, one_line(str(e)), out_of_memory=True)
         except CTCFError as e:
-            self._fail(rid, one_line(str(e)))
+            self._fail(rid, one_line(str(e)), **({"out_of_memory": True} if _out_of_memory(e) else {}))
         except KeyboardInterrupt:
             if not self.cancel.is_set():
                 raise  # SIGINT or SIGTERM to the server itself: it ends
