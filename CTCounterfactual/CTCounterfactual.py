@@ -605,13 +605,11 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
                 )
                 if ask and not slicer.util.confirmOkCancelDisplay(question):
                     return False
-                torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-                if (
-                    torch_logic.installTorch(
-                        askConfirmation=False, torchVersionRequirement=str(TORCH_REQUIREMENT.specifier)
-                    )
-                    is None
-                ):
+                requirement = str(TORCH_REQUIREMENT.specifier)
+                installed = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                    askConfirmation=False, torchVersionRequirement=requirement
+                )
+                if installed is None:
                     return False
             return self._ensurePackages(ask)
         except Exception as e:  # pip's CalledProcessError, a failed PyTorch install, a broken environment
