@@ -7,6 +7,7 @@ outputs with ``CTCounterfactualScene`` (tested without the Slicer application on
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -23,8 +24,10 @@ from CTCounterfactualScene.engine_process import (
     EngineProcess,
     ExplainRequest,
     engine_environment,
-    explain_command,
+    explain_arguments,
+    serve_command,
 )
+from CTCounterfactualScene.engine_server import EngineServer, ServedRun
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, Default, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
@@ -41,9 +44,17 @@ if str(ENGINE_PARENT) not in sys.path:
     sys.path.insert(0, str(ENGINE_PARENT))
 
 from CTCounterfactualScene.contract import params  # noqa: E402
+from CTCounterfactualScene.dependencies import TORCH_REQUIREMENT, torch_problem  # noqa: E402
 from CTCounterfactualScene.download_job import download_command  # noqa: E402
 from CTCounterfactualScene.model_choices import LOAD_FROM_FILE, model_choices, targets_of_file  # noqa: E402
-from CTCounterfactualScene.panel_text import done_text, progress_text, results_text, results_title  # noqa: E402
+from CTCounterfactualScene.panel_text import (  # noqa: E402
+    done_text,
+    model_details,
+    progress_text,
+    results_text,
+    results_title,
+    size_text,
+)
 from CTCounterfactualScene.result_layout import (  # noqa: E402
     RESULT_VIEW,
     composite_node,
@@ -51,18 +62,33 @@ from CTCounterfactualScene.result_layout import (  # noqa: E402
     restore_layout,
     show_result,
 )
-from CTCounterfactualScene.results_to_scene import INPUT_ID, ResultNodes, jump_to_chunk, load_results  # noqa: E402
+from CTCounterfactualScene.results_to_scene import (  # noqa: E402
+    ResultNodes,
+    input_of,
+    is_result_table,
+    jump_to_chunk,
+    latest_result,
+    load_results,
+)
 from CTCounterfactualScene.sample_data import register_demo_sample  # noqa: E402
 from CTCounterfactualScene.scene_export import export_mrb  # noqa: E402
 from CTCounterfactualScene.slice_choice import ALL as ALL_SLICES  # noqa: E402
-from CTCounterfactualScene.slice_choice import AROUND, CUSTOM, SLICE_CHOICES, chosen_slices, current_slice  # noqa: E402
-from CTCounterfactualScene.volume_nodes import show_as_heatmap, write_volume_file  # noqa: E402
+from CTCounterfactualScene.slice_choice import (  # noqa: E402
+    AROUND,
+    CUSTOM,
+    SLICE_CHOICES,
+    chosen_slices,
+    current_slice,
+    first_slice_view,
+)
+from CTCounterfactualScene.volume_nodes import first_plain_volume, show_as_heatmap, write_volume_file  # noqa: E402
 
 REQUIREMENTS = Path(__file__).resolve().parent / "Resources" / "requirements.txt"
 SEARCH_DEFAULTS = params.SearchParams()  # the engine's own defaults (torch-free module)
 # the user's last choices, offered again in every new scene (QSettings keys under "CTCounterfactual/")
 REMEMBERED = ("autoencoder", "classifier", "target", "mode", "chunkSize")
 RECALLED_ATTRIBUTE = "CTCounterfactual.Recalled"  # on a parameter node that got them already
+ENGINE_LOG = "CT Counterfactual engine: "  # the engine's output in Slicer's application log starts so
 
 
 class CTCounterfactual(ScriptedLoadableModule):
@@ -80,7 +106,12 @@ class CTCounterfactual(ScriptedLoadableModule):
             "Outputs: CF, reconstruction, heatmap (over the CF, linked views), per-chunk table and plot (click a "
             "point to jump there), and the lambda sweep as a sequence. Compare the CF with the reconstruction, "
             "not with the input. Export scene writes everything to one .mrb file.<br>"
-            "The engine runs in a separate process; Cancel stops it and leaves the scene as it was. "
+            "The engine runs in its own process, started by the first Generate and kept for the session: the models "
+            "stay loaded, and another run on the same CT, models and target (another chunk size, search setting or "
+            "range) starts its search at once. Before a run that encodes the CT the status line gives an estimate "
+            "of its time and memory; a run that does not fit is refused. Cancel stops the run and leaves the scene "
+            "as it was. The model section shows each model's use, licence and citation, and opens or clears the "
+            "model cache.<br>"
             "Research software: not for clinical decisions. Requires 3D Slicer 5.10 or newer."
         )
         self.parent.acknowledgementText = _(
@@ -89,6 +120,7 @@ class CTCounterfactual(ScriptedLoadableModule):
         )
         slicer.app.connect("startupCompleted()", registerResultLayout)
         slicer.app.connect("startupCompleted()", register_demo_sample)  # Sample Data: the demo chest CT
+        slicer.app.connect("aboutToQuit()", stopEngine)  # the engine process ends with Slicer
 
 
 def registerResultLayout() -> None:
@@ -109,7 +141,7 @@ class CTCounterfactualParameterNode:
     # the default goes inside the annotation, where Slicer's range connector validates it)
     sliceRange: Annotated[FloatRange, RangeBounds(0, 100000), Default(FloatRange(0, 0))]
     sliceChoice: Annotated[str, Choice(list(SLICE_CHOICES))] = ALL_SLICES
-    aroundSlices: Annotated[int, WithinRange(1, 1000)] = 10  # ± this many slices around the Red view's slice
+    aroundSlices: Annotated[int, WithinRange(1, 1000)] = 10  # ± this many around the first slice view's slice
     chunkSize: Annotated[int, WithinRange(1, 1000)] = params.DEFAULT_CHUNK_SIZE
     mode: Annotated[str, Choice(list(params.MODES))] = params.DEFAULT_MODE
     device: Annotated[str, Choice(list(params.DEVICES))] = params.DEFAULT_DEVICE
@@ -155,9 +187,12 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = CTCounterfactualLogic()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.exportSceneButton.connect("clicked(bool)", self.onExportScene)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)
+        self.ui.openModelCacheButton.connect("clicked(bool)", self.onOpenModelCache)
+        self.ui.clearModelCacheButton.connect("clicked(bool)", self.onClearModelCache)
         self.ui.autoencoderSelector.connect("activated(int)", lambda i: self.onModelChosen("autoencoder"))
         self.ui.classifierSelector.connect("activated(int)", lambda i: self.onModelChosen("classifier"))
         self.ui.targetSelector.connect("currentTextChanged(QString)", self.onTargetChanged)
@@ -166,16 +201,17 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.heatmapThresholdSlider.connect("valueChanged(double)", self.onHeatmapDisplay)
         self.fillModelSelectors()
         self.initializeParameterNode()
-        self.connectPlotClicks()
+        self.onSceneEndImport()  # a scene with results may have been opened before the module
 
     def cleanup(self) -> None:
-        """The module is unloaded (application exit): stop polling, stop the engine, remove its folder."""
+        """The module is unloaded (application exit): stop polling, stop the run and the engine, remove its folder."""
         self.timer.stop()
         self.removeObservers()
         if self.job is not None:
             self.job.cancel()
             self.job.cleanup()
             self.job = None
+        stopEngine()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -197,6 +233,24 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
+    def onSceneEndImport(self, caller=None, event=None) -> None:
+        """A scene was opened or imported (an MRB): the results box describes its latest run, unless this session's
+        run is still in the scene; plot clicks are connected once the layout has made its plot view."""
+        current = self.lastResult
+        if current is None or slicer.mrmlScene.GetNodeByID(current.counterfactual) is None:
+            loaded = latest_result(slicer.mrmlScene)
+            if loaded is not None:
+                self.showResultsBox(loaded)
+        qt.QTimer.singleShot(0, self.connectPlotClicks)  # after the layout manager has built the restored layout
+
+    def showResultsBox(self, result: ResultNodes) -> None:
+        """The results box and the heatmap controls act on ``result``."""
+        self.lastResult = result
+        self.ui.resultsLabel.text = results_text(result.summary)
+        self.ui.resultsCollapsibleButton.text = results_title(result.summary)
+        self.ui.resultsCollapsibleButton.visible = True
+        self.onHeatmapDisplay()
+
     def initializeParameterNode(self) -> None:
         node = self.logic.getParameterNode()
         if not node.parameterNode.GetAttribute(RECALLED_ATTRIBUTE):  # new in this scene: the last choices
@@ -204,7 +258,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             recallChoices(node)
         self.setParameterNode(node)
         if not self._parameterNode.inputVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            first = first_plain_volume(slicer.mrmlScene)
             if first:
                 self._parameterNode.inputVolume = first
 
@@ -301,6 +355,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelStateLabel.text = (
             _("Not downloaded yet: {names}").format(names=", ".join(missing)) if missing else ""
         )
+        chosen = [v for v in (p.autoencoder, p.classifier) if v]
+        self.ui.modelDetailsLabel.text = "\n\n".join(model_details(self.choices.get(v), v) for v in chosen)
+        self.ui.clearModelCacheButton.enabled = self.job is None  # not while a run or download reads the files
         self.followInput()
         self.ui.sliceRangeWidget.enabled = p.sliceChoice == CUSTOM
         self.ui.aroundSlicesSpinBox.enabled = p.sliceChoice == AROUND
@@ -343,8 +400,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.progressBar.setRange(0, event["total"])
                 self.ui.progressBar.value = event["done"]
             now = time.monotonic()
-            if event["stage"] != job.stage:
+            if event["stage"] != job.stage:  # each stage once in Slicer's application log, with what it does
                 job.stage, job.stage_started = event["stage"], now
+                logging.info("%s%s: %s", ENGINE_LOG, event["stage"], event["message"])
             self.ui.statusLabel.text = progress_text(
                 event["stage"],
                 event["message"],
@@ -355,6 +413,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
         for line in job.process.log[job.shown_log :]:
             self.ui.logText.appendPlainText(line)
+            logging.info("%s%s", ENGINE_LOG, line)  # also in Slicer's application log
         job.shown_log = len(job.process.log)
         if job.process.state == "running":
             return
@@ -363,6 +422,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 return  # still stopping; poll() kills it after its grace time
             self.finishJob()
             self.ui.statusLabel.text = _("Cancelled; the scene was not changed.")
+            logging.info("%s%s", ENGINE_LOG, self.ui.statusLabel.text)
             return
         try:
             if job.kind == "download":
@@ -382,18 +442,19 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.logCollapsibleButton.collapsed = False
                     return
                 self.ui.statusLabel.text = done_text(time.monotonic() - job.started, result.summary)
-                self.lastResult = result
-                self.ui.resultsLabel.text = results_text(result.summary)
-                self.ui.resultsCollapsibleButton.text = results_title(result.summary)
-                self.ui.resultsCollapsibleButton.visible = True
-                self.onHeatmapDisplay()
+                self.showResultsBox(result)
                 slicer.app.processEvents()  # let the layout manager create the plot view first
                 self.connectPlotClicks()
             else:
                 self.ui.statusLabel.text = _("Failed: {error}").format(error=job.process.error)
                 self.ui.logCollapsibleButton.collapsed = False
+                if (job.process.failure or {}).get("out_of_memory"):  # refused before any work: say so plainly
+                    slicer.util.warningDisplay(
+                        _("This run does not fit in memory: {error}").format(error=job.process.error)
+                    )
         finally:
             self.finishJob()
+            logging.info("%s%s", ENGINE_LOG, self.ui.statusLabel.text)
 
     def finishJob(self) -> None:
         self.timer.stop()
@@ -412,6 +473,30 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.watchJob(self.logic.download(names), _("Downloading {names}...").format(names=", ".join(names)))
 
+    def onOpenModelCache(self) -> None:
+        """Show the model cache folder in the system's file browser (made if it does not exist yet)."""
+        folder = model_cache_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(folder)))
+
+    def onClearModelCache(self) -> None:
+        """Delete the downloaded models after asking; the bundled ones stay."""
+        from CTCounterfactualLib.store.cache import cached_files, clear_cache
+
+        folder, files = model_cache_folder(), cached_files()
+        if not files:
+            self.ui.statusLabel.text = _("The model cache holds no downloaded models ({folder}).").format(folder=folder)
+            return
+        size = size_text(sum(f.stat().st_size for f in files))
+        question = _("Delete the downloaded models ({size}) in {folder}? They can be downloaded again.")
+        if not slicer.util.confirmOkCancelDisplay(question.format(size=size, folder=folder)):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not clear the model cache."), waitCursor=True):
+            freed = clear_cache()
+            self.ui.statusLabel.text = _("Model cache cleared: {size} freed.").format(size=size_text(freed))
+        self.fillModelSelectors()
+        self.updateGui()
+
     def onExportScene(self) -> None:
         path = qt.QFileDialog.getSaveFileName(
             slicer.util.mainWindow(), _("Export scene"), "counterfactual.mrb", "Medical Reality Bundle (*.mrb)"
@@ -422,13 +507,18 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.statusLabel.text = _("Scene exported to {path}").format(path=path)
 
     def onShowResults(self) -> None:
-        """Bring back the linked views and the plot of the last run (after the user changed the layout)."""
+        """Bring back the linked views and the plot of the last run (after the user changed the layout), this
+        session's or the opened scene's."""
         r = self.lastResult
         if r is None or slicer.mrmlScene.GetNodeByID(r.counterfactual) is None:
-            return
+            r = latest_result(slicer.mrmlScene)
+            if r is None:
+                return
+            self.showResultsBox(r)
+        table = slicer.mrmlScene.GetNodeByID(r.table)
         show_result(
             slicer.mrmlScene,
-            slicer.mrmlScene.GetNodeByID(r.table).GetAttribute(INPUT_ID),
+            input_of(table).GetID() if input_of(table) is not None else None,
             r.counterfactual,
             r.heatmap,
             r.chart,
@@ -465,7 +555,7 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             series = slicer.mrmlScene.GetNodeByID(seriesIds.GetValue(i))
             table = series.GetTableNode() if series is not None and series.IsA("vtkMRMLPlotSeriesNode") else None
             rows = selections.GetItemAsObject(i)
-            if table is None or not table.GetAttribute(INPUT_ID) or rows is None or not rows.GetNumberOfTuples():
+            if not is_result_table(table) or rows is None or not rows.GetNumberOfTuples():
                 continue
             jump_to_chunk(slicer.mrmlScene, table, int(rows.GetValue(0)))
             return
@@ -474,7 +564,9 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class EngineJob:
     """A started engine run: the process, its temporary folder, and where the results go in the scene."""
 
-    def __init__(self, process: EngineProcess, workdir: str | None, out_dir: str | None, input_node, kind: str) -> None:
+    def __init__(
+        self, process: EngineProcess | ServedRun, workdir: str | None, out_dir: str | None, input_node, kind: str
+    ) -> None:
         self.process, self.workdir, self.out_dir, self.input_node = process, workdir, out_dir, input_node
         self.kind = kind  # explain | download
         self.shown_log = 0
@@ -497,41 +589,72 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         return CTCounterfactualParameterNode(super().getParameterNode())
 
     def ensureDependencies(self, ask: bool = True) -> bool:
-        """torch through the PyTorch extension, the engine's small pure-Python needs through pip; asks first."""
+        """torch (at least ``TORCH_REQUIREMENT``) through the PyTorch extension, the engine's small pure-Python needs
+        through pip; asks first unless ``ask`` is False. Checked from package metadata: nothing is imported into
+        Slicer. Any failure (declined, pip or the PyTorch install failing) is one message and False."""
         try:
             import PyTorchUtils
         except ImportError:
             slicer.util.errorDisplay(_("Install the PyTorch extension (Extensions Manager) and restart Slicer."))
             return False
-        torch_logic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torch_logic.torchInstalled():
-            if ask and not slicer.util.confirmOkCancelDisplay(_("CT Counterfactual needs PyTorch. Install it now?")):
-                return False
-            if torch_logic.installTorch(askConfirmation=False) is None:
-                return False
+        try:
+            problem = torch_problem()
+            if problem is not None:
+                question = _("{problem}. Install PyTorch {requirement} now?").format(
+                    problem=problem, requirement=TORCH_REQUIREMENT.specifier
+                )
+                if ask and not slicer.util.confirmOkCancelDisplay(question):
+                    return False
+                requirement = str(TORCH_REQUIREMENT.specifier)
+                installed = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                    askConfirmation=False, torchVersionRequirement=requirement
+                )
+                if installed is None:
+                    return False
+            return self._ensurePackages(ask)
+        except Exception as e:  # pip's CalledProcessError, a failed PyTorch install, a broken environment
+            slicer.util.errorDisplay(
+                _("Could not install what CT Counterfactual needs: {error}").format(
+                    error=str(e).strip() or type(e).__name__
+                )
+            )
+            return False
+
+    def _ensurePackages(self, ask: bool) -> bool:
+        """The packages in Resources/requirements.txt; False if the user says no."""
         try:
             import slicer.packaging as packaging  # Slicer 5.12 and newer
         except ImportError:
             packaging = None
         if packaging is not None:
             try:
-                packaging.pip_ensure(packaging.load_requirements(str(REQUIREMENTS)), requester="CTCounterfactual")
+                # skip_in_testing=False: under --testing pip_ensure would otherwise return without installing, and the
+                # self-test would run without the engine's packages
+                packaging.pip_ensure(
+                    packaging.load_requirements(str(REQUIREMENTS)),
+                    requester="CTCounterfactual",
+                    prompt_install=ask,
+                    skip_in_testing=False,
+                )
             except RuntimeError:  # the user said no (pip_ensure raises then)
                 return False
-        else:  # Slicer 5.10
-            missing = [r for r in REQUIREMENTS.read_text().split() if not _importable(r)]
-            if missing:
-                if ask and not slicer.util.confirmOkCancelDisplay(
-                    _("CT Counterfactual needs {names}. Install now?").format(names=", ".join(missing))
-                ):
-                    return False
-                slicer.util.pip_install(" ".join(missing))
+            return True
+        missing = [r for r in REQUIREMENTS.read_text().split() if not _importable(r)]  # Slicer 5.10
+        if missing:
+            if ask and not slicer.util.confirmOkCancelDisplay(
+                _("CT Counterfactual needs {names}. Install now?").format(names=", ".join(missing))
+            ):
+                return False
+            slicer.util.pip_install(" ".join(missing))
         return True
 
     def request(self, p: CTCounterfactualParameterNode, input_path: str, out_dir: str) -> ExplainRequest:
         depth = p.inputVolume.GetImageData().GetDimensions()[2]
         first, last = int(round(p.sliceRange.minimum)), int(round(p.sliceRange.maximum))
-        current = current_slice(slicer.mrmlScene, p.inputVolume) if p.sliceChoice == AROUND else None
+        current = None
+        if p.sliceChoice == AROUND:  # the slice of the first slice view on screen (Red in Slicer's own layouts)
+            view = first_slice_view(slicer.app.layoutManager().layoutLogic().GetViewNodes()) or "Red"
+            current = current_slice(slicer.mrmlScene, p.inputVolume, view)
         slices = chosen_slices(p.sliceChoice, depth, (first, max(first, last)), p.aroundSlices, current)
         return ExplainRequest(
             input_path=input_path,
@@ -563,12 +686,16 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
         """Write the input to a temporary NRRD and start the engine; returns at once."""
         if not p.inputVolume:
             raise ValueError(_("choose an input CT volume"))
-        workdir = tempfile.mkdtemp(prefix="CTCounterfactual-")
+        workdir = _run_folder()
         input_path = os.path.join(workdir, "input.nrrd")
         out_dir = os.path.join(workdir, "out")
-        write_volume_file(slicer.mrmlScene, p.inputVolume, input_path)
-        process = _launch(explain_command(self.request(p, input_path, out_dir), _engine_python()))
-        return EngineJob(process, workdir, out_dir, p.inputVolume, "explain")
+        try:
+            write_volume_file(slicer.mrmlScene, p.inputVolume, input_path)
+            run = warmEngine().submit(explain_arguments(self.request(p, input_path, out_dir)))
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return EngineJob(run, workdir, out_dir, p.inputVolume, "explain")
 
     def finish(self, job: EngineJob) -> ResultNodes:
         """Load a finished run's outputs into the scene (main thread only)."""
@@ -629,6 +756,41 @@ def _engine_python() -> str:
     if found:
         return found
     raise RuntimeError(_("{name} was found neither in {folder} nor on PATH").format(name=name, folder=beside.parent))
+
+
+def model_cache_folder() -> Path:
+    """Where the engine keeps downloaded models: ``$CTCF_CACHE_DIR`` or the platform's cache folder."""
+    from CTCounterfactualLib.store.download import cache_dir
+
+    return cache_dir()
+
+
+def warmEngine() -> EngineServer:
+    """The session's engine (``ctcf serve`` in PythonSlicer): started by the first run, kept for the next ones (models
+    loaded, the last input's encoding and gradient kept); a crashed one is replaced by the next run."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = EngineServer(serve_command(_engine_python()), engine_environment(slicer.util.startupEnvironment()))
+    return _ENGINE
+
+
+def stopEngine() -> None:
+    """End the session's engine process (module unloaded, application quitting)."""
+    global _ENGINE
+    if _ENGINE is not None:
+        _ENGINE.stop()
+        _ENGINE = None
+
+
+_ENGINE: EngineServer | None = None
+
+
+def _run_folder() -> str:
+    """A new folder for one run inside Slicer's own temporary folder (Application settings), which Slicer manages.
+    Not ``slicer.util.tempDirectory()``: it names folders by the time to the millisecond and returns the same
+    folder to two calls in one millisecond."""
+    os.makedirs(slicer.app.temporaryPath, exist_ok=True)
+    return tempfile.mkdtemp(prefix="CTCounterfactual-", dir=slicer.app.temporaryPath)
 
 
 def _launch(command: list[str]) -> EngineProcess:

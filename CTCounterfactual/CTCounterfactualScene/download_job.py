@@ -1,17 +1,28 @@
 """``python -m CTCounterfactualScene.download_job NAME ...``: download catalog models for the panel.
 
 Runs in its own process like the engine (so Slicer stays responsive and Cancel works) and reports
-on stdout in the engine's JSON-lines progress format: stage ``download``, bytes done/total, then
-``done`` or ``error``. Failures also print the engine's one-line ``ctcf: error:`` on stderr.
+on stdout in the engine's JSON-lines progress format: stage ``download``, per mille done (MiB when the size is
+unknown), then ``done`` or ``error``. Failures also print the engine's one-line ``ctcf: error:`` on stderr.
 """
 
 from __future__ import annotations
 
 import sys
 
+PER_MILLE = 1000
+
 
 def download_command(names: list[str], python: str = sys.executable) -> list[str]:
     return [python, "-m", "CTCounterfactualScene.download_job", *names]
+
+
+def download_progress(file: str, done: int, total: int | None) -> tuple[int, int, str]:
+    """(done, total, message) for the panel's progress bar: per mille of the file, or MiB so far against 0 (busy)
+    when its size is unknown. Never byte counts: the bar takes C ints, and a file over 2 GiB would wrap."""
+    message = f"{file}: {done / 2**20:.1f} MiB" + (f" of {total / 2**20:.1f} MiB" if total else "")
+    if total:
+        return min(PER_MILLE * done // total, PER_MILLE), PER_MILLE, message
+    return done // 2**20, 0, message
 
 
 def main(names: list[str]) -> int:
@@ -23,10 +34,10 @@ def main(names: list[str]) -> int:
     shown: dict[str, int] = {}
 
     def progress(file: str, done: int, total: int | None) -> None:
-        percent = int(100 * done / total) if total else done // 2**20  # MiB when the size is unknown
-        if shown.get(file) != percent:  # one line per percent, not per block
-            shown[file] = percent
-            report("download", done, total or 0, f"{file}: {done / 2**20:.1f} MiB")
+        step, steps, message = download_progress(file, done, total)
+        if shown.get(file) != step:  # one line per per-mille step (or MiB), not per block
+            shown[file] = step
+            report("download", step, steps, message)
 
     try:
         for name in names:

@@ -1,7 +1,8 @@
-"""Run ``ctcf explain`` in its own process: build the command, read JSON progress, cancel the whole tree.
+"""Engine processes: the ``ctcf`` command lines, starting a process (no console window, UTF-8 pipes), one-shot jobs.
 
-The Slicer module polls ``EngineProcess.poll()`` from a QTimer; reader threads only move text lines
-into a queue, so nothing here touches the scene from another thread.
+``EngineProcess`` runs one command (a model download, or a one-shot ``ctcf explain``) and reads its JSON progress;
+the warm engine that runs explanations is ``engine_server.py``'s. The Slicer module polls ``poll()`` from a
+QTimer; reader threads only move text lines into a queue, so nothing here touches the scene from another thread.
 """
 
 from __future__ import annotations
@@ -40,21 +41,31 @@ class ExplainRequest:
     search: dict[str, float | int | str] = field(default_factory=dict)
 
 
-def explain_command(request: ExplainRequest, python: str = sys.executable) -> list[str]:
-    """The argument list that runs the engine's CLI for ``request`` with JSON-lines progress."""
+def explain_arguments(request: ExplainRequest) -> list[str]:
+    """``request`` as the arguments of ``ctcf explain`` (after the word explain), with JSON-lines progress."""
     r = request
-    cmd = [python, "-m", "CTCounterfactualLib.cli", "explain", r.input_path, "--out", r.out_dir]
-    cmd += ["--autoencoder", r.autoencoder, "--classifier", r.classifier, "--target", r.target]
+    args = [r.input_path, "--out", r.out_dir]
+    args += ["--autoencoder", r.autoencoder, "--classifier", r.classifier, "--target", r.target]
     if r.slices is not None:
-        cmd += ["--slices", f"{r.slices[0]}:{r.slices[1]}"]
-    cmd += ["--chunk-size", str(r.chunk_size), "--mode", r.mode, "--device", r.device]
-    cmd += ["--batch-size", str(r.batch_size), "--progress", "json"]
-    cmd += ["--output-map", r.output_map, "--search-resolution", r.search_resolution]
+        args += ["--slices", f"{r.slices[0]}:{r.slices[1]}"]
+    args += ["--chunk-size", str(r.chunk_size), "--mode", r.mode, "--device", r.device]
+    args += ["--batch-size", str(r.batch_size), "--progress", "json"]
+    args += ["--output-map", r.output_map, "--search-resolution", r.search_resolution]
     if r.sweep:
-        cmd.append("--sweep")
+        args.append("--sweep")
     for key, value in sorted(r.search.items()):
-        cmd += [params.option_name(key), str(value)]
-    return cmd
+        args += [params.option_name(key), str(value)]
+    return args
+
+
+def explain_command(request: ExplainRequest, python: str = sys.executable) -> list[str]:
+    """The argument list that runs the engine's CLI once for ``request`` with JSON-lines progress."""
+    return [python, "-m", "CTCounterfactualLib.cli", "explain", *explain_arguments(request)]
+
+
+def serve_command(python: str = sys.executable) -> list[str]:
+    """The argument list of the warm engine (``ctcf serve``): explain requests on stdin, progress on stdout."""
+    return [python, "-m", "CTCounterfactualLib.cli", "serve"]
 
 
 def engine_environment(
@@ -65,7 +76,46 @@ def engine_environment(
     paths = [str(engine_parent), str(scene_parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))  # installed, both parents are one folder
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"  # what the pipes are decoded with, whatever the system's code page
     return env
+
+
+def popen_options(windows: bool | None = None) -> dict:
+    """How an engine process starts: in its own process group (so it is stopped with its children), and on Windows
+    without a console window, as Slicer's own ``slicer.util.launchConsoleProcess`` starts processes ("Hide console
+    window": ``info = subprocess.STARTUPINFO(); info.dwFlags = 1; info.wShowWindow = 0``). ``windows``: this
+    system's when None."""
+    if not (os.name == "nt" if windows is None else windows):
+        return {"start_new_session": True}
+    info = subprocess.STARTUPINFO()
+    info.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+    info.wShowWindow = subprocess.SW_HIDE
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP, "startupinfo": info}
+
+
+def start_process(command: Sequence[str], env: dict[str, str] | None, cwd: str | None, stdin=None) -> subprocess.Popen:
+    """Start ``command`` with text pipes decoded as UTF-8, where a byte that is not UTF-8 becomes U+FFFD: a decoding
+    error would end the reader thread, the pipe would fill and the engine would block on its next write."""
+    return subprocess.Popen(
+        list(command),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+        env=env,
+        cwd=cwd,
+        **popen_options(),
+    )
+
+
+def read_lines(stream, name: str, lines: queue.Queue) -> None:
+    """A reader thread's work: every line of ``stream`` into ``lines`` as (name, text), then the stream closed."""
+    for line in stream:
+        lines.put((name, line.rstrip("\n")))
+    stream.close()
 
 
 def parse_line(line: str) -> dict | None:
@@ -84,43 +134,25 @@ class EngineProcess:
         self.state = "running"  # running | done | failed | cancelled
         self.last: dict | None = None  # the latest progress event
         self.error: str | None = None
+        self.failure: dict | None = None  # the engine's error line (``out_of_memory``: the run does not fit)
         self.log: list[str] = []
         self.cancel_grace = 10.0  # seconds between the polite stop (SIGTERM) and SIGKILL
         self._kill_at: float | None = None
-        kwargs: dict = (
-            {"start_new_session": True}
-            if os.name == "posix"
-            else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-        )
-        self.process = subprocess.Popen(
-            self.command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            env=env,
-            cwd=cwd,
-            **kwargs,
-        )
+        self.process = start_process(self.command, env, cwd)
         self._readers = [
-            threading.Thread(target=self._read, args=(stream, name), daemon=True)
+            threading.Thread(target=read_lines, args=(stream, name, self.lines), daemon=True)
             for stream, name in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))
         ]
         for t in self._readers:
             t.start()
-
-    def _read(self, stream, name: str) -> None:
-        for line in stream:
-            self.lines.put((name, line.rstrip("\n")))
-        stream.close()
 
     def poll(self) -> list[dict]:
         """New progress events since the last call; updates ``state``, ``error`` and ``log``.
 
         After ``request_cancel`` it also kills what is left of the engine once ``cancel_grace`` has passed.
         """
-        if self._kill_at is not None and time.monotonic() > self._kill_at and _tree_alive(self.process):
-            _signal_tree(self.process, force=True)
+        if self._kill_at is not None and time.monotonic() > self._kill_at and tree_alive(self.process):
+            signal_tree(self.process, force=True)
             self._kill_at = None
         events = self._drain()
         if self.state == "running" and self.process.poll() is not None:
@@ -145,7 +177,7 @@ class EngineProcess:
             self.last = event
             events.append(event)
             if event["stage"] == "error":
-                self.error = event["message"]
+                self.error, self.failure = event["message"], event
 
     def _finish(self) -> None:
         code = self.process.returncode
@@ -170,7 +202,7 @@ class EngineProcess:
     @property
     def stopped(self) -> bool:
         """Whether the engine and every child it started have ended."""
-        return not _tree_alive(self.process)
+        return not tree_alive(self.process)
 
     def request_cancel(self) -> None:
         """Ask the engine to stop (SIGTERM, so it removes its staging folder) and return at once.
@@ -179,7 +211,7 @@ class EngineProcess:
         """
         if self.process.poll() is None and self.state == "running":
             self.state = "cancelled"
-            _signal_tree(self.process, force=False)
+            signal_tree(self.process, force=False)
             self._kill_at = time.monotonic() + self.cancel_grace
 
     def cancel(self, grace: float = 10.0) -> None:
@@ -189,17 +221,17 @@ class EngineProcess:
         """
         if self.process.poll() is None:
             self.state = "cancelled"
-            _signal_tree(self.process, force=False)
+            signal_tree(self.process, force=False)
             deadline = time.monotonic() + grace
-            while _tree_alive(self.process) and time.monotonic() < deadline:
+            while tree_alive(self.process) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _tree_alive(self.process):
-                _signal_tree(self.process, force=True)
+            if tree_alive(self.process):
+                signal_tree(self.process, force=True)
             self.process.wait()
         self.poll()
 
 
-def _tree_alive(process: subprocess.Popen) -> bool:
+def tree_alive(process: subprocess.Popen) -> bool:
     """Whether any process of the engine's group still runs (zombies waiting to be reaped do not count)."""
     if process.poll() is None:
         return True
@@ -228,13 +260,19 @@ def group_process_states(pgid: int) -> list[str]:
     return states
 
 
-def _signal_tree(process: subprocess.Popen, force: bool) -> None:
+def stop_command(pid: int) -> list[str]:
+    """Windows: end process ``pid`` and its children. ``/F`` always: without it taskkill only asks a window to close,
+    and an engine started without a console window has none, so it would never stop."""
+    return ["taskkill", "/F", "/T", "/PID", str(pid)]
+
+
+def signal_tree(process: subprocess.Popen, force: bool) -> None:
+    """POSIX: SIGTERM (the engine unwinds and removes its staging folder) or SIGKILL to the process group. Windows
+    has no polite stop for a windowless process: both end it at once."""
     try:
         if os.name == "posix":
             os.killpg(process.pid, signal.SIGKILL if force else signal.SIGTERM)
         else:
-            subprocess.run(
-                ["taskkill", "/T", "/PID", str(process.pid)] + (["/F"] if force else []), capture_output=True
-            )
+            subprocess.run(stop_command(process.pid), capture_output=True, **popen_options())
     except ProcessLookupError:
         pass  # already gone

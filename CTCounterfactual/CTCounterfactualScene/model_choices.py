@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 
-from .engine_process import ENGINE_PARENT
+from . import contract  # noqa: F401 - puts the engine on sys.path
 
-CATALOG = ENGINE_PARENT / "CTCounterfactualLib" / "resources" / "models" / "catalog.json"
 LOAD_FROM_FILE = "Load from file..."
 
 
@@ -16,9 +14,12 @@ LOAD_FROM_FILE = "Load from file..."
 class ModelChoice:
     name: str
     kind: str  # autoencoder | classifier
-    state: str  # bundled | downloaded | not downloaded | damaged | unknown
+    state: str  # one of the store's STATES: bundled, downloaded, not downloaded, damaged
     targets: list[str] = field(default_factory=list)
-    notes: str = ""
+    notes: str = ""  # what the model is and what it is for
+    license: str = ""
+    citation: str = ""
+    size_bytes: int | None = None  # None: not known before the download
 
     @property
     def label(self) -> str:
@@ -30,36 +31,16 @@ class ModelChoice:
 
 
 def model_choices(kind: str, cache: str | None = None) -> list[ModelChoice]:
-    """Catalog entries of ``kind`` with their state, read through the engine's model store.
+    """Catalog entries of ``kind`` with their state, read through the engine's model store (torch-free: Slicer's
+    process lists the models without importing torch, which only the engine process loads)."""
+    from CTCounterfactualLib.store.cache import model_states, target_names
 
-    Without torch (the PyTorch extension installs it on the first Generate) the engine cannot be
-    imported; the catalog file is then read as is: bundled files are checked against their SHA256,
-    downloadable ones show ``unknown`` until torch is there.
-    """
-    try:
-        from CTCounterfactualLib.store.cache import model_states, target_names
-    except ImportError:
-        doc = json.loads(CATALOG.read_text())
-        return [
-            ModelChoice(e["name"], e["kind"], _state_without_engine(e), list(e.get("targets", [])), e.get("notes", ""))
-            for e in doc["models"]
-            if e["kind"] == kind
-        ]
     return [
-        ModelChoice(e.name, e.kind, state, target_names(e, cache), e.notes)  # Merlin's names come with its download
+        # Merlin's target names come with its download
+        ModelChoice(e.name, e.kind, state, target_names(e, cache), e.notes, e.license, e.citation, e.size_bytes())
         for e, state in model_states(cache)
         if e.kind == kind
     ]
-
-
-def _state_without_engine(entry: dict) -> str:
-    """``bundled`` when the file shipped beside the catalog is intact, ``damaged`` if not, else ``unknown``."""
-    if "file" not in entry:
-        return "unknown"
-    path = CATALOG.parent / entry["file"]
-    if not path.is_file():
-        return "damaged"
-    return "bundled" if hashlib.sha256(path.read_bytes()).hexdigest() == entry.get("sha256") else "damaged"
 
 
 def targets_of_file(path: str) -> list[str]:

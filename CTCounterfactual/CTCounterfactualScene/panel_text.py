@@ -1,7 +1,8 @@
-"""The panel's words for a running job (stage, done/total, elapsed, time left) and for a finished run."""
+"""The panel's words for a running job (stage, done/total, elapsed, time left), a finished run, the chosen models."""
 
 from __future__ import annotations
 
+from .model_choices import ModelChoice
 from .run_notes import NOT_AN_EXPLANATION, fidelity_line, flag_lines, warning_lines
 
 
@@ -60,3 +61,22 @@ def done_text(seconds: float, summary: dict | None = None) -> str:
     if flags:
         return f"{flags[0]} (done in {duration(seconds)}; see the results below)"
     return f"Done in {duration(seconds)}; the results are in the scene and below."
+
+
+def size_text(n: int | None) -> str:
+    """``3.7 MiB``, ``1.7 GiB``; ``size unknown`` before a download that publishes none."""
+    if n is None:
+        return "size unknown"
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def model_details(choice: ModelChoice | None, path: str = "") -> str:
+    """What a chosen model is (the catalog's notes), its size and state, its licence and how to cite it; for a
+    weights file chosen from disk, its path."""
+    if choice is None:
+        return f"{path}: a weights file you chose (no catalog entry: its licence and use are yours to check)"
+    lines = [f"{choice.name} ({choice.state}, {size_text(choice.size_bytes)}): {choice.notes or 'no description'}"]
+    lines.append(f"Licence: {choice.license or 'not stated in the catalog'}")
+    if choice.citation:
+        lines.append(f"Cite: {choice.citation}")
+    return "\n".join(lines)

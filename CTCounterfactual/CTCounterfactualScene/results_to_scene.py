@@ -18,11 +18,17 @@ from .chunk_plot import chunk_table, prediction_chart, read_chunk_rows
 from .contract import protocol
 from .result_layout import jump_to_slice, show_result
 from .sweep_sequence import sweep_sequence
-from .volume_nodes import read_volume_node, same_geometry, show_as_heatmap, slice_center_ras
+from .volume_nodes import forget_file, read_volume_node, same_geometry, show_as_heatmap, slice_center_ras
 
 ROLE = "CTCounterfactual.Role"  # node attribute: which output a node holds
-INPUT_ID = "CTCounterfactual.InputVolumeID"  # on the table/chart: the volume the chunk slices index
+CHUNKS = "chunks"  # the ROLE of a run's table, which references the run's other nodes
+SUMMARY = "CTCounterfactual.Summary"  # table attribute: the run's summary.json, for a scene opened later
+# Node reference roles from the table (and the chart) to the run's nodes. References, not attributes holding IDs:
+# importing a scene renumbers clashing IDs and updates references only (vtkMRMLScene::Import).
+INPUT_REFERENCE = "CTCounterfactualInput"  # the volume the chunk slices index
+OUTPUT_REFERENCE = "CTCounterfactualOutput"  # + the ResultNodes field: Counterfactual, Chart, Sequence, ...
 HEATMAP_THRESHOLD_SHARE = 0.1  # heatmap voxels below 10% of its maximum are transparent
+REFERENCED = ("counterfactual", "reconstruction", "heatmap", "difference", "chart", "sequence", "browser")
 
 
 @dataclass
@@ -100,17 +106,22 @@ def _load_results(scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVo
             raise ValueError(f"{file_name} in {out} does not have the geometry of {input_node.GetName()}")
         node.SetAttribute(ROLE, role)
         nodes[role] = node
-    for node in nodes.values():
-        # read from the run's temporary folder, which goes away: every save path must write them again
-        node.StorableModified()
+    for node in nodes.values():  # read from the run's temporary folder, which goes away
+        forget_file(scene, node)
     show_as_heatmap(scene, nodes["heatmap"], HEATMAP_THRESHOLD_SHARE)
     table = chunk_table(scene, read_chunk_rows(out / protocol.CHUNKS_CSV), f"{base} chunks")
     chart, series = prediction_chart(scene, table, target, f"{base} predictions")
     for node in (table, chart):
-        node.SetAttribute(INPUT_ID, input_node.GetID())
+        node.SetNodeReferenceID(INPUT_REFERENCE, input_node.GetID())
+    table.SetAttribute(ROLE, CHUNKS)
+    table.SetAttribute(SUMMARY, json.dumps(summary))
     sequence = browser = None
     if (out / protocol.SWEEP_DIR / protocol.SWEEP_CSV).is_file():
         sequence, browser = sweep_sequence(scene, out / protocol.SWEEP_DIR, base)
+    outputs = {**nodes, "chart": chart, "sequence": sequence, "browser": browser}
+    for field_name in REFERENCED:
+        if outputs.get(field_name) is not None:
+            table.SetNodeReferenceID(OUTPUT_REFERENCE + field_name.capitalize(), outputs[field_name].GetID())
     sh = _subject_hierarchy(scene)
     for node in [*nodes.values(), table, chart, *series, sequence, browser]:
         if node is not None:
@@ -133,6 +144,49 @@ def _load_results(scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVo
     )
 
 
+def result_of_table(scene: slicer.vtkMRMLScene, table: slicer.vtkMRMLTableNode) -> ResultNodes | None:
+    """The run whose per-chunk table is ``table`` (None if its volumes are no longer in the scene)."""
+    ids = {name: table.GetNodeReferenceID(OUTPUT_REFERENCE + name.capitalize()) for name in REFERENCED}
+    if not all(ids[name] and scene.GetNodeByID(ids[name]) for name in ("counterfactual", "heatmap", "chart")):
+        return None
+    chart = scene.GetNodeByID(ids["chart"])
+    sh = _subject_hierarchy(scene)
+    return ResultNodes(
+        folder_item=sh.GetItemParent(sh.GetItemByDataNode(table)),
+        counterfactual=ids["counterfactual"],
+        reconstruction=ids["reconstruction"],
+        heatmap=ids["heatmap"],
+        difference=ids["difference"],
+        table=table.GetID(),
+        chart=ids["chart"],
+        series=[chart.GetNthPlotSeriesNodeID(i) for i in range(chart.GetNumberOfPlotSeriesNodes())],
+        sequence=ids["sequence"],
+        browser=ids["browser"],
+        summary=json.loads(table.GetAttribute(SUMMARY) or "{}"),
+    )
+
+
+def latest_result(scene: slicer.vtkMRMLScene) -> ResultNodes | None:
+    """The last run in the scene that is still complete (a loaded or imported scene's, or this session's)."""
+    cls = "vtkMRMLTableNode"
+    tables = [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]
+    for table in reversed(tables):
+        if table.GetAttribute(ROLE) == CHUNKS:
+            result = result_of_table(scene, table)
+            if result is not None:
+                return result
+    return None
+
+
+def is_result_table(node) -> bool:
+    return node is not None and node.IsA("vtkMRMLTableNode") and node.GetAttribute(ROLE) == CHUNKS
+
+
+def input_of(table_or_chart) -> slicer.vtkMRMLScalarVolumeNode | None:
+    """The volume a run's table or chart indexes (its input)."""
+    return table_or_chart.GetNodeReference(INPUT_REFERENCE)
+
+
 def jump_to_chunk(scene: slicer.vtkMRMLScene, table_or_chart, row: int) -> tuple[float, float, float]:
     """Centre the linked views on chunk ``row`` of a result table (what a click on a plot point does)."""
     table = table_or_chart
@@ -141,7 +195,7 @@ def jump_to_chunk(scene: slicer.vtkMRMLScene, table_or_chart, row: int) -> tuple
     column = table.GetTable().GetColumnByName("chunk_center")
     if not 0 <= row < column.GetNumberOfTuples():
         raise IndexError(f"chunk row {row} is out of range (the table has {column.GetNumberOfTuples()} rows)")
-    input_node = scene.GetNodeByID(table.GetAttribute(INPUT_ID) or "")
+    input_node = input_of(table)
     if input_node is None:
         raise ValueError("the result's input volume is no longer in the scene")
     ras = slice_center_ras(input_node, column.GetValue(row))

@@ -31,7 +31,13 @@ def export_mrb(scene: slicer.vtkMRMLScene, path: str | os.PathLike) -> Path:
     stage = Path(tempfile.mkdtemp(prefix=".ctcf-export-", dir=path.parent))
     try:
         tmp = stage / path.name
-        if not scene.WriteToMRB(str(tmp)):
+        written = scene.WriteToMRB(str(tmp))
+        # WriteToMRB marks every storable node unmodified since read and gives them back their old file names (a
+        # deleted run folder's, or none); without this a later File / Save unticks them and they are lost. Slicer's
+        # own writer does the same (qSlicerSceneWriter::writeToMRB: "Mark the storable nodes as modified since
+        # read, since that flag was reset when the files were written out.")
+        scene.SetStorableNodesModifiedSinceRead()
+        if not written:
             raise RuntimeError(f"writing the scene bundle {path} failed (see the error log)")
         os.replace(tmp, path)
     finally:

@@ -12,6 +12,17 @@ ALL, AROUND, CUSTOM = "All slices", "Around current slice", "Custom range"
 SLICE_CHOICES = (ALL, AROUND, CUSTOM)
 
 
+def first_slice_view(view_nodes) -> str | None:
+    """The layout name of the first slice view the layout shows (``view_nodes``: the layout logic's
+    ``GetViewNodes()``, in the layout's order): the view the user is looking at, the result layout's input view
+    after a run."""
+    for i in range(view_nodes.GetNumberOfItems()):
+        node = view_nodes.GetItemAsObject(i)
+        if node.IsA("vtkMRMLSliceNode"):
+            return node.GetLayoutName()
+    return None
+
+
 def current_slice(scene: slicer.vtkMRMLScene, volume: slicer.vtkMRMLVolumeNode, view: str = "Red") -> int:
     """The volume's slice (k index, clamped) at the centre of ``view``."""
     node = slice_node(scene, view)

@@ -24,6 +24,28 @@ def read_volume_node(scene: slicer.vtkMRMLScene, path: str | os.PathLike, name: 
     return node
 
 
+def first_plain_volume(scene: slicer.vtkMRMLScene) -> slicer.vtkMRMLScalarVolumeNode | None:
+    """The first volume that is a plain scalar volume: not a label map or any other subclass, which the input
+    selector does not list (its showChildNodeTypes is false) and would answer with None."""
+    cls = "vtkMRMLScalarVolumeNode"
+    nodes = (scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls)))
+    return next((n for n in nodes if n.GetClassName() == cls), None)
+
+
+def forget_file(scene: slicer.vtkMRMLScene, node: slicer.vtkMRMLStorableNode) -> None:
+    """The node keeps its data but no longer names the file it was read from (a temporary file about to go).
+
+    Without a storage node the Save dialog gives it a new one named after the node in the folder the user saves
+    to (qSlicerSaveDataDialog's nodeFileInfo: "if (snode->GetFileName() == nullptr ...)"), and the node counts as
+    modified since read, so every save writes it.
+    """
+    storage = node.GetStorageNode()
+    if storage is not None:
+        node.SetAndObserveStorageNodeID(None)
+        scene.RemoveNode(storage)
+    node.StorableModified()
+
+
 def ijk_to_ras(node: slicer.vtkMRMLVolumeNode) -> np.ndarray:
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)

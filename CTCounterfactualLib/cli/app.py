@@ -17,6 +17,7 @@ from CTCounterfactualLib.cli.demo import add_demo
 from CTCounterfactualLib.cli.evaluate import add_evaluate
 from CTCounterfactualLib.cli.explain import add_explain
 from CTCounterfactualLib.cli.models import add_models_parser
+from CTCounterfactualLib.cli.serve import add_serve
 from CTCounterfactualLib.cli.train import add_training
 from CTCounterfactualLib.errors import CTCFError, last_line, one_line
 from CTCounterfactualLib.method.memory_estimate import OutOfMemory
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_parser(sub)
     add_evaluate(sub)
     add_batch(sub)
+    add_serve(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -18,6 +19,7 @@ from CTCounterfactualLib.jobs.outputs import write_outputs
 from CTCounterfactualLib.method.explain import ExplainConfig, ExplainResult, explain
 from CTCounterfactualLib.method.finite import require_finite
 from CTCounterfactualLib.method.memory_estimate import OutOfMemory, fit_batch_size, is_out_of_memory
+from CTCounterfactualLib.method.reuse import Reuse
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.checkpoints import sha256_of
 from CTCounterfactualLib.models.classifier import Classifier
@@ -69,8 +71,16 @@ def build_summary(
 
 
 def model_record(path: str | os.PathLike, name: str) -> dict:
-    p = Path(path)
-    return {"name": name, "path": str(p.resolve()), "sha256": sha256_of(p), "bytes": p.stat().st_size}
+    p = Path(path).resolve()
+    st = p.stat()
+    return {"name": name, "path": str(p), "sha256": _sha256(str(p), st.st_size, st.st_mtime_ns), "bytes": st.st_size}
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A model file's SHA256, hashed once per (path, size, modification time): a warm engine's repeated runs do not
+    hash a gigabyte checkpoint each time."""
+    return sha256_of(path)
 
 
 def check_output_folder(out_dir: str | os.PathLike, inputs: list) -> None:
@@ -112,6 +122,7 @@ def explain_file(
     available_memory: int | None = None,
     autoencoder_convention: str | os.PathLike | None = None,
     on_warning: Callable[[str], None] = _ignore_warning,
+    reuse: Reuse | None = None,
 ) -> dict:
     """Read a CT, explain it, write every output into ``out_dir``; returns the summary dict.
 
@@ -122,7 +133,7 @@ def explain_file(
 
     Before any work, ``out_dir`` is checked for writability and for outputs that would replace an input. Inputs
     that do not look like CT give warnings (``on_warning``, and ``summary["warnings"]``); a result that is not an
-    explanation is flagged in ``summary["flags"]`` (see ``jobs/checks.py``).
+    explanation is flagged in ``summary["flags"]`` (see ``jobs/checks.py``). ``reuse``: see ``explain``.
     """
     t0 = time.perf_counter()
     check_output_folder(out_dir, [input_path, autoencoder_path, autoencoder_config, classifier_path])
@@ -161,7 +172,7 @@ def explain_file(
     load_s = time.perf_counter() - t0
     cfg, memory = fit_batch_size(volume.array.shape, autoencoder, classifier, cfg, available_memory)
     try:
-        result = explain(volume.array, autoencoder, classifier, cfg, progress)
+        result = explain(volume.array, autoencoder, classifier, cfg, progress, reuse)
     except (RuntimeError, MemoryError) as e:
         if not is_out_of_memory(e):
             raise

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ from CTCounterfactualLib.params import (
     SearchParams,
 )
 from CTCounterfactualLib.progress import Progress, noop_progress
+
+if TYPE_CHECKING:
+    from CTCounterfactualLib.method.reuse import Reuse
 
 
 @dataclass
@@ -418,14 +422,17 @@ def explain(
     classifier: Classifier,
     cfg: ExplainConfig,
     progress: Progress = noop_progress,
+    reuse: Reuse | None = None,
 ) -> ExplainResult:
     """Counterfactual(s) of a (D, H, W) HU volume for one classifier target.
 
     prepare (encode, decode) -> latent direction (one backward for every chunk) -> per-chunk lambda
-    search -> assemble the chosen chunk's CF, the heatmap and the record.
+    search -> assemble the chosen chunk's CF, the heatmap and the record. ``reuse`` (a warm engine's) keeps the
+    prepared request and the direction for the next call on the same input.
     """
     timer = _Timer()
-    prep = _prepare(hu, ae, classifier, cfg, timer, progress)
+    prepare = lambda: _prepare(hu, ae, classifier, cfg, timer, progress)  # noqa: E731
+    prep = reuse.prepared(hu, ae, classifier, cfg, prepare) if reuse else prepare()
     x0 = prep.enc.x0
     d = work = None
     if cfg.faithful:
@@ -433,7 +440,8 @@ def explain(
             recon_pred = float(prep.score(x0))
     else:
         with timer.stage("gradient"):
-            d = latent_direction(prep.ae, prep.score, prep.enc, (prep.start, prep.stop), progress)
+            direction = lambda: latent_direction(prep.ae, prep.score, prep.enc, (prep.start, prep.stop), progress)  # noqa: E731
+            d = reuse.direction(prep, direction) if reuse else direction()
         recon_pred = d.prediction
         work = x0.clone()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -12,20 +11,12 @@ from typing import Any
 import torch
 
 from CTCounterfactualLib.errors import CTCFError, last_line
+from CTCounterfactualLib.file_hash import sha256_of  # noqa: F401 - the loaders' callers import it from here
 from CTCounterfactualLib.models.oom import is_out_of_memory
 from CTCounterfactualLib.paths import require_regular_file
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6, TorchScript files
 _PICKLE_PROTO = b"\x80"  # the legacy format: a pickle, protocol 2 or later
-
-
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA256 hex digest of a file (streamed)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def torch_load(path: str | os.PathLike, *, allow_pickle: bool = False) -> Any:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.models.checkpoints import sha256_of
+from CTCounterfactualLib.file_hash import sha256_of
 from CTCounterfactualLib.paths import check_writable_folder, require_regular_file
 from CTCounterfactualLib.store.catalog import CatalogEntry, ModelFile, find_entry, get_entry, read_catalog
 from CTCounterfactualLib.store.download import cache_dir, download
@@ -175,6 +176,33 @@ def model_states(
 ) -> list[tuple[CatalogEntry, str]]:
     """Every catalog entry with its state (see :func:`model_state`), in catalog order."""
     return [(e, model_state(e, cache)) for e in read_catalog(catalog).values()]
+
+
+# ----------------------------------------------------------------------------- what the cache holds
+
+
+def cached_files(cache: str | os.PathLike | None = None, catalog: str | os.PathLike | None = None) -> list[Path]:
+    """Every file this program put in the cache: the catalog models' folders (partial downloads included) and the
+    recorded hashes. Nothing else in the folder is counted or touched."""
+    root = _cache(cache)
+    found = [f for e in read_catalog(catalog).values() if not e.bundled for f in sorted((root / e.name).rglob("*"))]
+    found = [f for f in found if f.is_file()]
+    return found + ([root / HASHES_FILE] if (root / HASHES_FILE).is_file() else [])
+
+
+def clear_cache(cache: str | os.PathLike | None = None, catalog: str | os.PathLike | None = None) -> int:
+    """Delete the downloaded models and their recorded hashes (``cached_files``); returns the bytes freed. The
+    bundled models are not in the cache and stay."""
+    root = _cache(cache)
+    freed = 0
+    for f in cached_files(cache, catalog):
+        freed += f.stat().st_size
+        f.unlink()
+    for e in read_catalog(catalog).values():
+        folder = root / e.name
+        if not e.bundled and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)  # the emptied folders
+    return freed
 
 
 # ----------------------------------------------------------------------------- download / verify / paths

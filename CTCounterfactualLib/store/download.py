@@ -1,8 +1,8 @@
 """Downloading weight files: resumable, verified (size + SHA256), with a manual fallback for firewalled users.
 
-Only the standard library (``urllib``) and ``tqdm`` are used. A transfer is streamed to ``<dest>.part`` next to the
-destination; a later call resumes that file with an HTTP ``Range`` request. Nothing is moved to ``dest`` before it
-has been verified.
+Only the standard library (``urllib``) and ``tqdm`` (the terminal bar, imported only for a transfer) are used. A
+transfer is streamed to ``<dest>.part`` next to the destination; a later call resumes that file with an HTTP
+``Range`` request. Nothing is moved to ``dest`` before it has been verified.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from tqdm import tqdm
-
 from CTCounterfactualLib import __version__
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.models.checkpoints import sha256_of
+from CTCounterfactualLib.file_hash import sha256_of
 
 APP_NAME = "ctcounterfactual"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -105,6 +103,8 @@ def download(
     resuming) and verification failures (the ``.part`` is discarded). ``on_progress(bytes_so_far, total_or_None)``
     is called after every block (for GUIs; ``progress`` is the terminal bar).
     """
+    from tqdm import tqdm  # here: listing the cache (the Slicer panel) needs no tqdm
+
     dest = Path(dest).expanduser()
     sha256 = sha256.strip().lower() if sha256 else None
     if _verified(dest, sha256, size):

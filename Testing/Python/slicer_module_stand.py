@@ -18,9 +18,10 @@ SKIP = pytest.mark.skipif(
 )
 
 
-def start_slicer(version: str, home: Path) -> SlicerSession:
-    """Slicer starting with the extension installed: the module is loaded, startup completes."""
-    session = SlicerSession(version, home)
+def start_slicer(version: str, home: Path, testing: bool = False) -> SlicerSession:
+    """Slicer starting with the extension installed: the module is loaded, startup completes (``testing``:
+    ``Slicer --testing``, as ctest runs the module's self-test)."""
+    session = SlicerSession(version, home, testing)
     try:
         session.load_module(MODULE_FILE)
         session.startup_completed()
@@ -28,6 +29,22 @@ def start_slicer(version: str, home: Path) -> SlicerSession:
         session.close()
         raise
     return session
+
+
+def installed_torch(monkeypatch, version: str | None) -> None:
+    """What the installed packages' metadata says about torch: ``version``, or (None) not installed."""
+    import importlib.metadata
+
+    real = importlib.metadata.version
+
+    def version_of(name: str) -> str:
+        if name != "torch":
+            return real(name)
+        if version is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return version
+
+    monkeypatch.setattr(importlib.metadata, "version", version_of)
 
 
 def load_volume(session: SlicerSession, path: Path, name: str):

@@ -44,7 +44,8 @@ def _cancel_mid_run(s, widget) -> None:
     assert widget.ui.statusLabel.text.startswith(job.process.last["stage"]) and "elapsed" in widget.ui.statusLabel.text
     widget.ui.applyButton.click()  # Cancel
     run_timer_until_idle(widget)
-    assert job.process.state == "cancelled" and job.process.process.poll() is not None
+    assert job.process.state == "cancelled" and job.process.stopped
+    assert s.modules[NAME].warmEngine().alive  # the engine stopped the run, not itself: the next run finds it warm
     assert not widget.timer.isActive() and not os.path.exists(job.workdir)
     assert scalar_volume_names(s.scene) == before  # the scene was not changed
     assert "Cancelled" in widget.ui.statusLabel.text and widget.ui.applyButton.text == "Generate counterfactual"

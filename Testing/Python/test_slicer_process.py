@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -14,6 +15,8 @@ from CTCounterfactualScene.engine_process import (
     explain_command,
     group_process_states,
     parse_line,
+    popen_options,
+    stop_command,
 )
 from CTCounterfactualScene.volume_nodes import write_volume_file
 from mrml_scene import add_input, new_scene, voxels
@@ -60,6 +63,39 @@ def test_parse_line():
     assert parse_line('{"stage": "search", "done": 1, "total": 4, "message": "m"}')["done"] == 1
     assert parse_line("Traceback (most recent call last):") is None
     assert parse_line('{"stage": "search"}') is None
+
+
+def test_output_that_is_not_utf8_is_read_on(tmp_path):
+    """A byte that is not UTF-8 (a library printing in the system's code page) does not stop the reader: the progress
+    after it still arrives, and the engine never blocks on a full pipe."""
+    code = (
+        "import sys, json\n"
+        "sys.stdout.buffer.write(b'caf\\xe9 \\xff\\n'); sys.stdout.flush()\n"
+        "sys.stderr.buffer.write(b'warn \\xe9\\n'); sys.stderr.flush()\n"
+        "for i in range(3):\n"
+        "    print(json.dumps({'stage': 'search', 'done': i, 'total': 3, 'message': 'x' * 5000}), flush=True)\n"
+    )
+    proc = EngineProcess([sys.executable, "-c", code])
+    assert proc.wait(timeout=60) == "done"
+    assert proc.last == {"stage": "search", "done": 2, "total": 3, "message": "x" * 5000}
+    assert any("\ufffd" in line for line in proc.log) and any(line.startswith("warn") for line in proc.log)
+
+
+def test_windows_start_and_stop(monkeypatch):
+    """On Windows the engine starts without a console window (as launchConsoleProcess) and is stopped with /F."""
+
+    class STARTUPINFO:  # Windows' subprocess.STARTUPINFO, not present on other systems
+        def __init__(self) -> None:
+            self.dwFlags, self.wShowWindow = 0, 1
+
+    for name, value in (("STARTUPINFO", STARTUPINFO), ("STARTF_USESHOWWINDOW", 1), ("SW_HIDE", 0)):
+        monkeypatch.setattr(subprocess, name, value, raising=False)
+    monkeypatch.setattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200, raising=False)
+    options = popen_options(windows=True)
+    assert options["startupinfo"].dwFlags & 1 and options["startupinfo"].wShowWindow == 0
+    assert options["creationflags"] == 0x200
+    assert stop_command(1234) == ["taskkill", "/F", "/T", "/PID", "1234"]
+    assert popen_options(windows=False) == {"start_new_session": True}
 
 
 def test_run_to_completion_from_a_scene_volume(small_ct, tiny_model_files, tmp_path):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from slicer_harness import ctk_standin
-from slicer_module_stand import NAME, SKIP, load_volume, run_timer_until_idle, scalar_volume_names
+from slicer_module_stand import NAME, SKIP, installed_torch, load_volume, run_timer_until_idle, scalar_volume_names
 
 pytestmark = SKIP
 SLEEPER = "import time\nfor _ in range(1200): time.sleep(0.1)"
@@ -69,6 +69,18 @@ def test_unloading_the_module_stops_the_timer_and_the_run(slicer_app, panel):
     assert not os.path.exists(job.workdir)
 
 
+def test_a_run_that_does_not_fit_is_a_warning(slicer_app, panel):
+    """The engine refuses a run that does not fit in memory before any work; the panel says so in a dialog."""
+    message = "not enough memory: this run needs about 9.00 GiB even with --batch-size 1"
+    line = {"stage": "error", "done": 0, "total": 0, "message": message, "out_of_memory": True}
+    widget, node = panel
+    before = scalar_volume_names(slicer_app.scene)
+    _watch(slicer_app, widget, f"import json, sys\nprint(json.dumps({line!r}))\nsys.exit(3)", input_node=node)
+    run_timer_until_idle(widget, limit_s=60)
+    assert widget.ui.statusLabel.text.startswith("Failed") and message in ctk_standin.ctkMessageBox.SHOWN[-1]
+    assert scalar_volume_names(slicer_app.scene) == before
+
+
 def test_a_result_that_fails_to_load_leaves_no_partial_nodes(slicer_app, panel, swept_run, tmp_path):
     widget, node = panel
     broken = tmp_path / "broken"
@@ -84,18 +96,21 @@ def test_a_result_that_fails_to_load_leaves_no_partial_nodes(slicer_app, panel, 
     assert not widget.ui.logCollapsibleButton.collapsed and not os.path.exists(job.workdir)
 
 
-def test_process_timeout_stops_the_engine_before_removing_its_folder(slicer_app, panel, monkeypatch):
+def test_process_timeout_stops_the_run_before_removing_its_folder(slicer_app, panel, monkeypatch):
     widget, _ = panel
     module = slicer_app.modules[NAME]
     started = []
-    launch = module._launch
-    monkeypatch.setattr(module, "_launch", lambda command: started.append(launch(command)) or started[-1])
+    start = module.CTCounterfactualLogic.start
+    monkeypatch.setattr(
+        module.CTCounterfactualLogic, "start", lambda self, p: started.append(start(self, p)) or started[-1]
+    )
     with pytest.raises(subprocess.TimeoutExpired):
         widget.logic.process(widget._parameterNode, timeout=0.5)
-    (process,) = started
-    assert process.process.poll() is not None and process.state == "cancelled"
-    workdir = os.path.dirname(process.command[process.command.index("explain") + 1])
-    assert not os.path.exists(workdir)
+    (job,) = started
+    assert os.path.dirname(job.workdir) == slicer_app.app.temporaryPath  # Slicer's own temporary folder
+    assert job.process.stopped and job.process.state == "cancelled"
+    assert not os.path.exists(job.workdir)
+    assert module.warmEngine().alive  # the engine stays for the next run
 
 
 def test_generate_needs_pythonslicer_and_never_runs_slicer_itself(slicer_app, panel, monkeypatch):
@@ -114,6 +129,7 @@ def test_self_test_installs_dependencies_before_importing_the_engine(slicer_app,
     for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "torch", None)
+    installed_torch(monkeypatch, None)
     import PyTorchUtils
 
     asked = []
@@ -142,37 +158,3 @@ def test_a_click_in_another_plot_is_ignored(slicer_app, panel):
     widget.connectPlotClicks()
     manager.plotWidget(0).plotView().click_points([series.GetID()], [[1]])
     manager.plotWidget(0).plotView().click_points(["vtkMRMLPlotSeriesNodeNotThere"], [[0]])
-
-
-def test_results_survive_saving_the_scene_to_a_folder(slicer_app, panel, swept_run, tmp_path):
-    """The run's folder is gone after loading; File / Save must still write the result volumes."""
-    from mrml_scene import voxels
-    from slicer_module_stand import start_slicer
-
-    widget, node = panel
-    run = slicer_app.home / "tmp" / "run"
-    shutil.copytree(swept_run, run / "out")
-    module = slicer_app.modules[NAME]
-    from CTCounterfactualScene.engine_process import EngineProcess
-
-    job = module.EngineJob(EngineProcess([sys.executable, "-c", "pass"]), str(run), str(run / "out"), node, "explain")
-    widget.watchJob(job, "Starting the engine...")
-    run_timer_until_idle(widget, limit_s=60)
-    assert not run.exists() and widget.ui.statusLabel.text.startswith("Done")
-    cf = next(n for n in _volumes(slicer_app.scene) if n.GetAttribute("CTCounterfactual.Role") == "counterfactual")
-    expected = voxels(cf).copy()
-    mrml = slicer_app.save_scene_to_folder(tmp_path / "saved")
-    slicer_app.close()
-    again = start_slicer(slicer_app.version, tmp_path / "again")
-    try:
-        again.load_scene(mrml)
-        reloaded = next(n for n in _volumes(again.scene) if n.GetName() == cf.GetName())
-        assert reloaded.GetImageData() is not None
-        assert (voxels(reloaded) == expected).all()
-    finally:
-        again.close()
-
-
-def _volumes(scene) -> list:
-    cls = "vtkMRMLScalarVolumeNode"
-    return [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]

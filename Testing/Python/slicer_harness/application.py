@@ -100,7 +100,9 @@ class IOManager:
         scene, path = self.app.scene, str(properties["fileName"])
         if filetype == "VolumeFile":
             name = properties.get("name", Path(path).name.split(".")[0])
-            node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+            # qSlicerVolumesReader: the "labelmap" property loads a vtkMRMLLabelMapVolumeNode
+            cls = "vtkMRMLLabelMapVolumeNode" if properties.get("labelmap") else "vtkMRMLScalarVolumeNode"
+            node = scene.AddNewNodeByClass(cls, name)
             storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
             storage.SetFileName(path)
             node.SetAndObserveStorageNodeID(storage.GetID())
@@ -128,12 +130,26 @@ class ModuleManager(qt.QObject):
     SIGNALS = ("moduleAboutToBeUnloaded(QString)",)
 
 
+class CommandOptions:
+    """qSlicerCoreCommandOptions: what the command line asked for (``--testing``)."""
+
+    def __init__(self, testing: bool) -> None:
+        self.testingEnabled = testing
+
+
 class Application(qt.QObject):
-    """``slicer.app``: scene, managers, settings, startup environment, ``processEvents``."""
+    """``slicer.app``: scene, managers, settings, startup environment, ``processEvents``.
 
-    SIGNALS = ("startupCompleted()",)
+    ``testing`` is ``Slicer --testing`` (how ctest runs a module's self-test): ``testingEnabled()`` is then True,
+    and Slicer's Python layer skips message boxes and ``pip_ensure`` installs.
+    """
 
-    def __init__(self, scene, layout_logic, version: str, home: Path, env: dict[str, str]) -> None:
+    # qSlicerCoreApplication's startupCompleted(); QCoreApplication's aboutToQuit()
+    SIGNALS = ("startupCompleted()", "aboutToQuit()")
+
+    def __init__(
+        self, scene, layout_logic, version: str, home: Path, env: dict[str, str], testing: bool = False
+    ) -> None:
         super().__init__()
         self.scene = scene
         self.layout_logic = layout_logic
@@ -149,7 +165,7 @@ class Application(qt.QObject):
         self._modules = ModuleManager()
         self.main_window = qt.QWidget()
         self.main_window.objectName = "qSlicerMainWindow"
-        self.commandOptions = lambda: None
+        self._options = CommandOptions(testing)
 
     def mrmlScene(self):
         return self.scene
@@ -169,8 +185,11 @@ class Application(qt.QObject):
     def topLevelWidgets(self) -> list:
         return [self.main_window]
 
+    def commandOptions(self) -> CommandOptions:
+        return self._options
+
     def testingEnabled(self) -> bool:
-        return False
+        return self._options.testingEnabled
 
     def translate(self, context: str, text: str) -> str:
         return text

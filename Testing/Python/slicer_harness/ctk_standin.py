@@ -142,10 +142,28 @@ class ctkMessageBox(qt.QMessageBox):
     exec = exec_
 
 
-def __getattr__(name: str):
-    """CTK classes the panel does not use: distinct types, so ``type(w) in (...)`` checks stay exact."""
-    if name.startswith("ctk"):
-        cls = type(name, (qt.QWidget,), {})
-        globals()[name] = cls
-        return cls
-    raise AttributeError(name)
+# CTK classes that Slicer's parameterNodeWrapper (guiConnectors.py) names in its widget-type checks and the panel does
+# not use: distinct types, so those ``type(w) in (...)`` checks stay exact. Any other ``ctk.X`` is an AttributeError,
+# as in PythonQt's ``ctk`` module for a class CTK does not have.
+class ctkCheckablePushButton(qt.QPushButton):
+    pass
+
+
+class ctkColorPickerButton(qt.QPushButton):
+    pass
+
+
+class ctkDirectoryButton(qt.QWidget):
+    pass
+
+
+class ctkDoubleRangeSlider(qt.QWidget):
+    pass
+
+
+class ctkDoubleSlider(qt.QWidget):
+    pass
+
+
+class ctkPathLineEdit(qt.QWidget):
+    pass

@@ -110,9 +110,10 @@ class qMRMLNodeComboBox(qMRMLWidget):
         return self._current.GetID() if self._current else ""
 
     def setCurrentNode(self, node) -> None:
-        if node is not None and not self._accepts(node):
-            return  # qMRMLNodeComboBox ignores nodes it does not list
-        self._set(node)
+        """qMRMLNodeComboBoxPrivate::setCurrentNodeIDInternal: a node the combobox does not list has no index
+        ("if (indexes.size() == 0) ... this->ComboBox->setCurrentIndex(this->NoneEnabled ? 0 : -1);"), so the
+        selection becomes None and currentNodeChanged(None) goes out."""
+        self._set(node if node is not None and self._accepts(node) else None)
 
     def setCurrentNodeID(self, node_id: str) -> None:
         self.setCurrentNode(self._scene.GetNodeByID(node_id) if self._scene and node_id else None)
@@ -149,9 +150,19 @@ class qMRMLPlotWidget(qt.QWidget):
         return self._view
 
 
-def __getattr__(name: str):
-    if name.startswith("qMRML") or name.startswith("qSlicer"):
-        cls = type(name, (qMRMLWidget,), {})
-        globals()[name] = cls
-        return cls
-    raise AttributeError(name)
+# qMRML classes that Slicer's parameterNodeWrapper (guiConnectors.py) names in its widget-type checks and the panel
+# does not use: distinct types, so those checks stay exact. No other qMRML/qSlicer class exists here.
+class qMRMLSliderWidget(qMRMLWidget):
+    pass
+
+
+class qMRMLSpinBox(qMRMLWidget):
+    pass
+
+
+class qMRMLRangeWidget(qMRMLWidget):
+    pass
+
+
+class qSlicerFileDialog(qt.QObject):
+    pass

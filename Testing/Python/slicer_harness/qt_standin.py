@@ -1,17 +1,27 @@
 """Stand-in for PythonQt's ``qt`` module: the widget behaviour a scripted module relies on, without Qt.
 
-Faithful to PythonQt where the module depends on it: Qt properties read and written as attributes
-(``label.text = "x"``), ``connect("signal(args)", slot)`` and ``widget.signal.connect(slot)``, slots
-called with as many arguments as they accept, and signals emitted synchronously when a value changes
-(and only then). A ``QTimer`` does not tick by itself: the test drives it with ``fire()``.
+Faithful to PythonQt where the module depends on it, and no kinder: Qt properties read and written as
+attributes (``label.text = "x"``), and nothing else (PythonQt refuses new attributes on a C++ object);
+``connect("signal(args)", slot)`` finds the signal by its normalized signature only (anything else warns and
+connects nothing, as PythonQt), and ``widget.signal.connect(slot)``; slots called with as many arguments as
+they accept; int properties and int slot arguments converted as PythonQt converts them; signals emitted
+synchronously when a value changes (and only then). A ``QTimer`` does not tick by itself: the test drives it
+with ``fire()``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import inspect
 import os
+import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
+
+# connect() calls that PythonQt would refuse (the slot would never fire); the session fails a test that made one
+REFUSED_CONNECTIONS: list[str] = []
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
 def _arity(slot: Callable) -> int | None:
@@ -23,6 +33,30 @@ def _arity(slot: Callable) -> int | None:
     if any(p.kind == p.VAR_POSITIONAL for p in params):
         return None
     return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def normalized_signature(signature: str) -> str:
+    """``QMetaObject::normalizedSignature``: no blanks but between words, ``const T&`` as ``T``."""
+    s = re.sub(r"\s+", " ", signature.strip())
+    s = re.sub(r"\s*([(),*&<>])\s*", r"\1", s)
+    s = re.sub(r"\bconst ([\w:]+)&", r"\1", s)
+    return s
+
+
+def int_property(value) -> int:
+    """A Python int written to an ``int`` Qt property: PythonQtConv::PyObjToQVariant(value, QMetaType::Int) calls
+    ``PyObjGetInt``, which takes ``PyLong_AS_LONG(val)`` into an ``int``: out of range it wraps, silently."""
+    return ctypes.c_int(int(value)).value
+
+
+def int_argument(value, slot: str) -> int:
+    """A Python int passed to an ``int`` slot argument: PythonQtConv::ConvertPythonToQt (QMetaType::Int) takes
+    ``PyObjGetLongLong`` and accepts it only ``if (ok && (val >= INT_MIN && val <= INT_MAX))``; otherwise no
+    overload matches and the call raises."""
+    v = int(value)
+    if not INT_MIN <= v <= INT_MAX:
+        raise TypeError(f"{slot}: could not convert {v} to int (no overload matches)")
+    return v
 
 
 class Signal:
@@ -51,10 +85,22 @@ class Signal:
             slot(*(args if n is None else args[:n]))
 
 
-class QObject:
-    """Objects with a name, a parent, dynamic properties and named signals."""
+class _Wrapped(type):
+    """After construction no new public attribute may appear: PythonQtInstanceWrapper_setattro answers a name that
+    is no property, slot or dynamic property of a wrapped C++ object with AttributeError ("'x' does not exist on
+    ... and creating new attributes on C++ objects is not allowed")."""
 
-    SIGNALS: tuple[str, ...] = ("destroyed()", "objectNameChanged(QString)")
+    def __call__(cls, *args, **kwargs):
+        obj = super().__call__(*args, **kwargs)
+        object.__setattr__(obj, "_sealed", True)
+        return obj
+
+
+class QObject(metaclass=_Wrapped):
+    """Objects with a name, a parent, dynamic properties and signals known by their full signature."""
+
+    SIGNALS: tuple[str, ...] = ("destroyed()", "destroyed(QObject*)", "objectNameChanged(QString)")
+    _sealed = False
 
     def __init__(self, parent: QObject | None = None) -> None:
         object.__setattr__(self, "_signals", {})
@@ -65,34 +111,55 @@ class QObject:
         if parent is not None:
             self.setParent(parent)
 
+    def __setattr__(self, name: str, value) -> None:
+        if name.startswith("_") or not self._sealed or name in vars(self) or hasattr(type(self), name):
+            object.__setattr__(self, name, value)
+        elif name in self._dynamic:
+            self._dynamic[name] = value  # PythonQt: "handle dynamic properties"
+        else:
+            raise AttributeError(
+                f"'{name}' does not exist on {type(self).__name__} and creating new attributes on C++ objects is "
+                "not allowed"
+            )
+
     def _signal(self, name: str) -> Signal:
         if name not in self._signals:
             self._signals[name] = Signal(name)
         return self._signals[name]
 
-    def _all_signals(self) -> set[str]:
-        names = set()
-        for cls in type(self).__mro__:
-            names.update(s.split("(")[0] for s in getattr(cls, "SIGNALS", ()))
-        return names
+    @classmethod
+    def signatures(cls) -> set[str]:
+        """Every signal signature of the class (normalized)."""
+        found = set()
+        for c in cls.__mro__:
+            found.update(normalized_signature(s) for s in vars(c).get("SIGNALS", ()))
+        return found
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        if name in self._all_signals():
+        if name in {s.split("(")[0] for s in self.signatures()}:
             return self._signal(name)
+        if name in self._dynamic:
+            return self._dynamic[name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def connect(self, signal: str, slot: Callable) -> bool:
-        name = signal.split("(")[0]
-        if name not in self._all_signals():
-            raise ValueError(f"{type(self).__name__} has no signal {signal}")  # PythonQt refuses unknown signals
-        return self._signal(name).connect(slot)
+        """PythonQtStdDecorators::connect: the signal must exist with this exact (normalized) argument list;
+        otherwise ``std::cerr << "PythonQt: QObject::connect() signal '...' does not exist on ..."`` and False."""
+        if normalized_signature(signal) not in self.signatures():
+            message = f"PythonQt: QObject::connect() signal '{signal}' does not exist on {type(self).__name__}"
+            print(message, file=sys.stderr)
+            REFUSED_CONNECTIONS.append(message)
+            return False
+        return self._signal(signal.split("(")[0]).connect(slot)
 
     def disconnect(self, signal: str, slot: Callable | None = None) -> bool:
         return self._signal(signal.split("(")[0]).disconnect(slot)
 
     def emit(self, signal: str, *args) -> None:
+        if normalized_signature(signal) not in self.signatures():
+            raise AssertionError(f"the stand-in emits {signal}, which {type(self).__name__} does not declare")
         self._signal(signal.split("(")[0]).emit(*args)
 
     # names: PythonQt exposes objectName both as property and as ``name``
@@ -132,15 +199,18 @@ class QObject:
         return next((c for c in self.findChildren(cls) if c.objectName == name), None)
 
     def property(self, name: str):
+        """QObject::property: a declared Qt property or a dynamic one; anything else is an invalid QVariant."""
         if name in self._dynamic:
             return self._dynamic[name]
-        return getattr(self, name, None) if not name.startswith("_") else None
+        if name.startswith("_") or not (name in vars(self) or isinstance(getattr(type(self), name, None), property)):
+            return None
+        return getattr(self, name)
 
     def setProperty(self, name: str, value) -> bool:
         if name in vars(self) or isinstance(getattr(type(self), name, None), property):
             setattr(self, name, value)  # a Qt property
             return True
-        self._dynamic[name] = value
+        self._dynamic[name] = value  # QObject::setProperty on an undeclared name: a dynamic property
         return False
 
     def className(self) -> str:
@@ -358,7 +428,6 @@ class QCheckBox(QAbstractButton):
 class _Ranged(QWidget):
     """Spin boxes and sliders: ``value`` clamped into [minimum, maximum]; ``valueChanged`` on change only."""
 
-    SIGNALS = ("valueChanged(double)",)
     CAST: type = float
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -370,7 +439,7 @@ class _Ranged(QWidget):
         self.prefix = ""
 
     def _round(self, v: float):
-        return int(round(v)) if self.CAST is int else round(float(v), self.decimals)
+        return int_property(round(v)) if self.CAST is int else round(float(v), self.decimals)
 
     @property
     def value(self):
@@ -423,7 +492,7 @@ class QSlider(QSpinBox):
 
 
 class QDoubleSpinBox(_Ranged):
-    pass
+    SIGNALS = ("valueChanged(double)",)
 
 
 class QComboBox(QWidget):
@@ -530,19 +599,69 @@ class QComboBox(QWidget):
 
 
 class QProgressBar(QWidget):
+    """``minimum``, ``maximum`` and ``value`` are C ints: as properties they wrap (``int_property``), as slot
+    arguments a value out of range raises (``int_argument``). A value outside [minimum, maximum] is ignored."""
+
     SIGNALS = ("valueChanged(int)",)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.minimum, self.maximum, self.value = 0, 100, 0
+        self._min, self._max, self._value = 0, 100, -1
         self.format = "%p%"
         self.textVisible = True
 
+    @property
+    def minimum(self) -> int:
+        return self._min
+
+    @minimum.setter
+    def minimum(self, v) -> None:
+        self._set_range(int_property(v), max(int_property(v), self._max))
+
+    @property
+    def maximum(self) -> int:
+        return self._max
+
+    @maximum.setter
+    def maximum(self, v) -> None:
+        self._set_range(min(self._min, int_property(v)), int_property(v))
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+    @value.setter
+    def value(self, v) -> None:
+        self._set_value(int_property(v))
+
+    def _set_range(self, lo: int, hi: int) -> None:
+        self._min, self._max = lo, max(lo, hi)
+        # QProgressBar::setRange: "if (d->value < qint64(d->minimum) - 1 || d->value > d->maximum) reset();"
+        if self._value < self._min - 1 or self._value > self._max:
+            self.reset()
+
+    def _set_value(self, v: int) -> None:
+        # QProgressBar::setValue: "if (d->value == value || ((value > d->maximum || value < d->minimum) &&
+        # (d->maximum != 0 || d->minimum != 0))) return;"
+        if v == self._value or ((v > self._max or v < self._min) and (self._max != 0 or self._min != 0)):
+            return
+        self._value = v
+        self._signal("valueChanged").emit(v)
+
     def setRange(self, lo: int, hi: int) -> None:
-        self.minimum, self.maximum = lo, hi
+        self._set_range(int_argument(lo, "setRange"), int_argument(hi, "setRange"))
+
+    def setMinimum(self, v: int) -> None:
+        self.minimum = int_argument(v, "setMinimum")
+
+    def setMaximum(self, v: int) -> None:
+        self.maximum = int_argument(v, "setMaximum")
 
     def setValue(self, v: int) -> None:
-        self.value = v
+        self._set_value(int_argument(v, "setValue"))
+
+    def reset(self) -> None:
+        self._value = self._min - 1
 
     def setFormat(self, text: str) -> None:
         self.format = text
@@ -713,6 +832,36 @@ class QFileDialog:
     @staticmethod
     def getExistingDirectory(*args) -> str:
         return QFileDialog.ANSWERS.pop(0) if QFileDialog.ANSWERS else ""
+
+
+class QUrl:
+    """A URL; ``fromLocalFile`` makes a file:// one."""
+
+    def __init__(self, url: str = "") -> None:
+        self.url = url
+
+    @staticmethod
+    def fromLocalFile(path: str) -> QUrl:
+        return QUrl(Path(path).absolute().as_uri())
+
+    def toLocalFile(self) -> str:
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(self.url).path) if self.url.startswith("file:") else ""
+
+    def toString(self) -> str:
+        return self.url
+
+
+class QDesktopServices:
+    """``openUrl`` hands a URL to the desktop (a file browser for a folder); here every call is recorded."""
+
+    OPENED: list[str] = []
+
+    @staticmethod
+    def openUrl(url: QUrl) -> bool:
+        QDesktopServices.OPENED.append(url.toString())
+        return True
 
 
 class QMessageBox(QWidget):

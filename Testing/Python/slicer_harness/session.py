@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -46,10 +48,21 @@ def slicer_python_dir() -> Path | None:
     return path if (path / "v5.12.3" / "slicer" / "ScriptedLoadableModule.py").is_file() else None
 
 
+SESSION_PACKAGES = (
+    "slicer",
+    "qt",
+    "ctk",
+    "PyTorchUtils",
+    "SampleData",
+    "CTCounterfactual",
+    "CTCounterfactualScene",
+    "CTCounterfactualLib",  # a Slicer starts without the engine loaded: what the module imports, it imports here
+)
+
+
 def _ours(name: str) -> bool:
-    """Modules that belong to one session (the test process has its own ``slicer`` from PyPI)."""
-    top = name.split(".")[0]
-    return top in ("slicer", "qt", "ctk", "PyTorchUtils", "SampleData", "CTCounterfactual", "CTCounterfactualScene")
+    """Modules that belong to one session (the test process has its own ``slicer`` from PyPI, its own engine)."""
+    return name.split(".")[0] in SESSION_PACKAGES
 
 
 def new_app_scene() -> tuple[slicer_core.vtkMRMLScene, list]:
@@ -95,9 +108,10 @@ class ModuleWidgetParent(mrml_widgets.qSlicerWidget):
 
 
 class SlicerSession:
-    """Slicer ``version`` (e.g. "5.12.3") in this process, its home (``bin/PythonSlicer``) under ``home``."""
+    """Slicer ``version`` (e.g. "5.12.3") in this process, its home (``bin/PythonSlicer``) under ``home``;
+    ``testing``: started as ``Slicer --testing``."""
 
-    def __init__(self, version: str, home: Path) -> None:
+    def __init__(self, version: str, home: Path, testing: bool = False) -> None:
         self.version = version
         self.home = Path(home)
         source = slicer_python_dir()
@@ -110,7 +124,9 @@ class SlicerSession:
         for k in self.saved:
             del sys.modules[k]
         qt.QSettings.STORE = {}
+        qt.REFUSED_CONNECTIONS.clear()
         qt.QFileDialog.ANSWERS = []
+        qt.QDesktopServices.OPENED = []
         ctk_standin.ctkMessageBox.ANSWERS = []
         ctk_standin.ctkMessageBox.SHOWN = []
         (self.home / "bin").mkdir(parents=True, exist_ok=True)
@@ -119,7 +135,11 @@ class SlicerSession:
         self.startup_env = dict(os.environ)  # the environment before the launcher added Slicer's own paths
         os.environ["PATH"] = str(self.home / "bin") + os.pathsep + self.saved_env  # as Slicer's launcher does
         self.scene, self.logics = new_app_scene()
-        self.app = Application(self.scene, self.logics[-1], version, self.home, self.startup_env)
+        # qSlicerCoreApplication::setMRMLScene: "newMRMLScene->SetRootDirectory(this->defaultScenePath())", which is
+        # the user's Documents folder unless the settings say otherwise
+        (self.home / "Documents").mkdir(exist_ok=True)
+        self.scene.SetRootDirectory(str(self.home / "Documents"))
+        self.app = Application(self.scene, self.logics[-1], version, self.home, self.startup_env, testing)
         self.slicer = self._slicer_package()
         sys.path.insert(0, str(source / "SlicerPyTorch"))
         self.modules: dict[str, types.ModuleType] = {}
@@ -208,35 +228,21 @@ class SlicerSession:
         """File / Load scene (an .mrb): ``slicer.util.loadScene``."""
         self.slicer.util.loadScene(str(path))
 
-    def save_scene_to_folder(self, folder: Path) -> Path:
-        """File / Save with the dialog's defaults: nodes modified since read (or never stored) are written
-        into ``folder/Data``; the others keep the file they were read from. Returns the .mrml."""
-        data = Path(folder) / "Data"
-        data.mkdir(parents=True, exist_ok=True)
-        for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLStorableNode")):
-            node = self.scene.GetNthNodeByClass(i, "vtkMRMLStorableNode")
-            storage = node.GetStorageNode()
-            if storage is None:
-                if node.GetHideFromEditors() or not node.AddDefaultStorageNode():
-                    continue
-                storage = node.GetStorageNode()
-            elif not node.GetModifiedSinceRead():
-                continue
-            name = "".join(c if c.isalnum() else "_" for c in node.GetName())
-            storage.SetFileName(str(data / f"{name}.{storage.GetDefaultWriteFileExtension()}"))
-            if not storage.WriteData(node):
-                raise RuntimeError(f"cannot write {node.GetName()}")
-        mrml = Path(folder) / "scene.mrml"
-        self.scene.SetRootDirectory(str(folder))
-        self.scene.SetURL(str(mrml))
-        self.scene.Commit()
-        return mrml
+    def save_scene(self, folder: Path | None = None) -> Path:
+        """File / Save: the Save dialog (``save_dialog``); the user picks ``folder`` with its folder button, or
+        (None) keeps every proposed location, and clicks Save. Returns the saved .mrml."""
+        return save_dialog(self.scene, None if folder is None else Path(folder))
 
     def close(self) -> None:
-        """Give the process back its own modules (the PyPI ``slicer``, the scene package under it)."""
+        """Give the process back its own modules (the PyPI ``slicer``, the scene package under it).
+
+        Fails when the module made a connection that PythonQt would have refused: its slot would never run.
+        """
         if self.closed:
             return
         self.closed = True
+        refused, qt.REFUSED_CONNECTIONS[:] = list(qt.REFUSED_CONNECTIONS), []
+        self.app.emit("aboutToQuit()")  # QCoreApplication::aboutToQuit, as when the user quits Slicer
         self.scene.RemoveAllObservers()  # the panels' observers must not outlive this session's objects
         for k in [k for k in sys.modules if _ours(k)]:
             del sys.modules[k]
@@ -245,6 +251,93 @@ class SlicerSession:
         os.environ["PATH"] = self.saved_env
         for logic in self.logics:
             logic.SetMRMLScene(None)
+        if refused:
+            raise AssertionError("connections PythonQt refuses: " + "; ".join(refused))
+
+
+def _safe_file_name(name: str) -> str:
+    """qSlicerCoreIOManager::forceFileNameValidCharacters: characters a file name cannot hold become '_'."""
+    return "".join("_" if c in '<>:"/\\|?*' or ord(c) < 32 else c for c in name)
+
+
+def _with_writable_extension(storage, path: Path) -> Path:
+    """createFileFormatsWidget: a file name without a writable extension gets the default one ("The existing file
+    name doesn't contain an existing extension, pick the default extension if any": completeBaseName + extension)."""
+    formats = storage.GetSupportedWriteFileTypes()
+    extensions = [re.search(r"\((\.[^)]*)\)", formats.GetValue(i)) for i in range(formats.GetNumberOfValues())]
+    if any(m and path.name.lower().endswith(m.group(1).lower()) for m in extensions):
+        return path
+    base = path.name.rsplit(".", 1)[0] if "." in path.name else path.name
+    return path.with_name(f"{base}.{storage.GetDefaultWriteFileExtension()}")
+
+
+def save_dialog(scene, folder: Path | None) -> Path:
+    """qSlicerSaveDataDialog (Base/QTGUI/qSlicerSaveDataDialog.cxx): its defaults, the folder button if ``folder``
+    is given, then Save.
+
+    - populateItems: the dialog's folder is the scene's root directory (``"."`` if it does not exist); the scene
+      row proposes ``<root>/<URL's name>``, or ``<root>/<yyyy-MM-dd>-Scene.mrml`` for a scene never saved.
+    - populateNode/nodeFileInfo, per storable node shown in editors and saved with the scene: a node without a
+      storage node gets its default one; a file name that is not the node's name is renamed to it in the same
+      folder (and the node marked modified); a node with no file name gets ``<dialog folder>/<name>.<ext>``.
+      The row's folder is the file's own folder, and the row is ticked only if
+      ``storableNode->GetModifiedSinceRead()``.
+    - setDirectory (the user picks ``folder``): "if (selectItem->checkState() == Qt::Unchecked) continue;" -
+      only ticked rows move there; an unticked node keeps its file where it is, wherever that is.
+    - saveNodes: ticked rows only, written through qSlicerCoreIOManager::saveNodes, which creates a missing
+      folder ("if (!QFileInfo(fileName).dir().exists() && !QFileInfo(fileName).dir().mkpath("."))") and, as
+      qSlicerNodeWriter::write, sets the storage node's file name and calls WriteData.
+    - then the scene: root directory = the scene file's folder, URL = the scene file, written.
+    """
+    root = Path(scene.GetRootDirectory() or ".")
+    if not root.is_dir():
+        scene.SetRootDirectory(".")
+        root = Path(".")
+    rows = []
+    storable = "vtkMRMLStorableNode"
+    for node in [scene.GetNthNodeByClass(i, storable) for i in range(scene.GetNumberOfNodesByClass(storable))]:
+        if node.GetHideFromEditors() or not node.GetSaveWithScene():
+            continue
+        storage = node.GetStorageNode()
+        if storage is None:
+            if not node.AddDefaultStorageNode() or node.GetStorageNode() is None:
+                continue
+            storage = node.GetStorageNode()
+        elif storage.GetFileName() is not None and node.GetName():  # C++: a non-null name, "" included
+            safe = _safe_file_name(node.GetName())
+            if storage.GetFileNameWithoutExtension() != safe:
+                existing = Path(storage.GetFileName())  # QFileInfo(""): the path "."
+                storage.SetFileName(str(existing.parent / (safe + storage.GetSupportedFileExtension())))
+                node.StorableModified()
+        if storage.GetFileName() is None:
+            extension = storage.GetDefaultWriteFileExtension()
+            storage.SetFileName(str((root / (_safe_file_name(node.GetName() or "") + f".{extension}")).absolute()))
+        name = storage.GetFileName()
+        path = root / name if scene.IsFilePathRelative(name) else Path(name)
+        path = _with_writable_extension(storage, path)
+        rows.append({"node": node, "file": path, "ticked": bool(node.GetModifiedSinceRead())})
+    url = scene.GetURL()
+    scene_file = root.absolute() / (Path(url).name if url else time.strftime("%Y-%m-%d") + "-Scene.mrml")
+    if folder is not None:  # setDirectory(folder): the ticked rows, the scene's among them
+        scene_file = folder / scene_file.name
+        for row in rows:
+            if row["ticked"]:
+                row["file"] = folder / row["file"].name
+    scene.SetRootDirectory(str(scene_file.parent))
+    for row in rows:  # saveNodes
+        if not row["ticked"]:
+            continue
+        node, path = row["node"], row["file"]
+        path.parent.mkdir(parents=True, exist_ok=True)  # what qSlicerCoreIOManager::saveNodes does
+        storage = node.GetStorageNode()
+        storage.SetFileName(str(path))
+        if not storage.WriteData(node):
+            raise RuntimeError(f"Cannot write data file: {path}")
+    scene_file.parent.mkdir(parents=True, exist_ok=True)
+    scene.SetURL(str(scene_file))
+    if not scene.Commit():
+        raise RuntimeError(f"cannot write the scene {scene_file}")
+    return scene_file
 
 
 def vtk_collection_items(collection: vtk.vtkCollection) -> list:

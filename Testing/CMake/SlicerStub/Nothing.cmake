@@ -1,0 +1,1 @@
+# Slicer's extension packaging (config, CPack): not part of what is tested here.
