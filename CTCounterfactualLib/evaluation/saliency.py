@@ -42,6 +42,7 @@ def eager_effusion_net(classifier: Classifier) -> EffusionNet:
     width = int(convs[0].shape[0])
     n_targets = int(state["bias"].shape[0])
     net = EffusionNet(n_targets=n_targets, width=width, top_k=int(getattr(classifier.module, "top_k", 16)))
+    state.setdefault("scale", torch.ones(n_targets))  # an EffusionNet saved before the logit had its own gain
     try:
         net.load_state_dict(state)
     except RuntimeError as e:

@@ -87,14 +87,17 @@ class EffusionNet(nn.Module):
             ]
         self.features = nn.Sequential(*layers, nn.Conv3d(4 * width, n_targets, 1))
         self.bias = nn.Parameter(torch.zeros(n_targets))
+        # the evidence map's scale is pinned by its own per-location loss (calibrated per location); the volume's
+        # logit needs its own gain to reach confident scores from it
+        self.scale = nn.Parameter(torch.ones(n_targets))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pooled(self.features(x))
 
     def pooled(self, evidence: torch.Tensor) -> torch.Tensor:
-        """(B, T, D, H, W) evidence map -> (B, T) logits: the mean of the top k locations, plus the bias."""
+        """(B, T, D, H, W) evidence map -> (B, T) logits: the mean of the top k locations, scaled, plus the bias."""
         flat = evidence.flatten(2)
-        return flat.topk(min(self.top_k, flat.shape[-1]), dim=-1).values.mean(-1) + self.bias
+        return flat.topk(min(self.top_k, flat.shape[-1]), dim=-1).values.mean(-1) * self.scale + self.bias
 
 
 @dataclass
