@@ -12,11 +12,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.models.autoencoder import SliceAutoencoder, load_autoencoder
 from CTCounterfactualLib.models.checkpoints import sha256_of
-from CTCounterfactualLib.models.classifier import Classifier, load_classifier
+
+if TYPE_CHECKING:  # the models (torch) load when one is opened, not to read the catalog (`ctcf models list`)
+    from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
+    from CTCounterfactualLib.models.classifier import Classifier
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "models"
 CATALOG_PATH = RESOURCES / "catalog.json"
@@ -211,11 +214,15 @@ def verified_path(entry: CatalogEntry, root: Path | None = None) -> Path:
 
 
 def load_bundled_autoencoder(name: str = "demo-vqgan") -> tuple[SliceAutoencoder, Path]:
+    from CTCounterfactualLib.models.autoencoder import load_autoencoder
+
     path = verified_path(read_catalog(CATALOG_PATH)[name])
     return load_autoencoder(path), path
 
 
 def load_bundled_classifier(name: str = "demo-effusion") -> tuple[Classifier, Path]:
+    from CTCounterfactualLib.models.classifier import load_classifier
+
     path = verified_path(read_catalog(CATALOG_PATH)[name])
     return load_classifier(path), path
 
