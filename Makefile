@@ -1,12 +1,12 @@
 # The README's two commands: `make demo` and `make test`. Each creates .venv and installs the
-# pinned dependencies (constraints.txt) by itself on first use.
+# pinned dependencies (constraints.txt) by itself on first use. `make test-fast` is the edit-run loop.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/demo
 
-.PHONY: setup demo test lint bench models clean
+.PHONY: setup demo test test-fast lint bench models clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,21 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The tests run in parallel (pytest-xdist): most of their time they wait for the ctcf processes they start.
+# A module's tests that share one of its module-scoped fixtures stay on one worker (Testing/Python/conftest.py).
+# PYTEST_WORKERS=0 runs them in this process, one after the other.
+PYTEST_WORKERS ?= 4
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+# The slowest end-to-end tests, which `make test-fast` leaves out (`make test` and CI run them)
+SLOW_TESTS := \
+	Testing/Python/test_wheel.py::test_wheel_runs_the_demo \
+	Testing/Python/test_cli.py::test_demo_command_runs_the_bundled_demo
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+test-fast: lint
+	$(PYTEST) $(addprefix --deselect ,$(SLOW_TESTS))
 
 # Retrain the bundled demo models on real anatomy and update their catalog entries. The VQ-GAN starts
 # from the phantom-trained one (first command, about 10 minutes on 2 CPU cores), is fine-tuned for 74
