@@ -29,10 +29,24 @@ lint: $(STAMP)
 # PYTEST_WORKERS=0 runs them in this process, one after the other.
 PYTEST_WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
-# The slowest end-to-end tests, which `make test-fast` leaves out (`make test` and CI run them)
+# The slowest end-to-end tests (the bundled models at their real size), which `make test-fast` leaves out;
+# `make test` and CI run them. Each name covers the test's parameters.
+T := Testing/Python
 SLOW_TESTS := \
-	Testing/Python/test_wheel.py::test_wheel_runs_the_demo \
-	Testing/Python/test_cli.py::test_demo_command_runs_the_bundled_demo
+	$(T)/test_evaluate.py::test_report_has_every_part_filled_from_the_run \
+	$(T)/test_evaluate.py::test_per_volume_predictions_are_the_classifiers \
+	$(T)/test_evaluate.py::test_statistics_saliency_identity_and_lung_size \
+	$(T)/test_evaluate.py::test_csv_cohort_of_the_users_volumes \
+	$(T)/test_batch.py::test_evaluate_on_ray_gives_the_local_pools_numbers \
+	$(T)/test_wheel.py::test_wheel_runs_the_demo \
+	$(T)/test_cli.py::test_demo_command_runs_the_bundled_demo \
+	$(T)/test_bundled_models.py::test_demo_prediction_falls_below_threshold \
+	$(T)/test_bundled_models.py::test_demo_heatmap_sits_on_the_effusion \
+	$(T)/test_bundled_models.py::test_demo_writes_everything \
+	$(T)/test_memory_estimate.py::test_estimate_is_within_a_factor_of_two_of_the_measured_peak \
+	$(T)/test_memory_estimate.py::test_batch_size_shrinks_under_a_tight_budget \
+	$(T)/test_real_sizes.py::test_bundled_targets_stop_on_a_rule_within_60_steps \
+	$(T)/test_slicer_journey.py::test_generate_cancel_results_plot_export_and_reopen
 
 test: lint
 	$(PYTEST)
