@@ -25,10 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # The tests run in parallel (pytest-xdist): most of their time they wait for the ctcf processes they start.
-# A module's tests that share one of its module-scoped fixtures stay on one worker (Testing/Python/conftest.py).
-# PYTEST_WORKERS=0 runs them in this process, one after the other.
+# A module's tests run on one worker (--dist loadscope), so its module-scoped fixtures are made once; the
+# session-scoped ones are made once per run (Testing/Python/conftest.py). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 4
-PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 # The slowest end-to-end tests (the bundled models at their real size), which `make test-fast` leaves out;
 # `make test` and CI run them. Each name covers the test's parameters.
 T := Testing/Python

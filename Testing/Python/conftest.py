@@ -1,5 +1,5 @@
-"""Make the repository root importable (CTCounterfactualLib) without installing it; the shared fixtures; the
-grouping of tests for parallel runs (pytest-xdist, ``make test``)."""
+"""Make the repository root importable (CTCounterfactualLib) without installing it; the shared fixtures, made
+once per run also when the tests run in parallel (pytest-xdist, ``make test``)."""
 
 import os
 import pickle
@@ -29,23 +29,6 @@ XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... in a worke
 if XDIST_WORKER:
     # several workers share the cores: one torch thread each (results do not depend on it, ``one_thread.py``)
     torch.set_num_threads(1)
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """A test that uses a module-scoped fixture of its own module runs on the worker that runs the module's other
-    such tests (``--dist loadgroup``): the fixture (a whole ``ctcf`` run, a Ray cluster) is made once, not once per
-    worker. The other tests go to whichever worker is free."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        module_id = item.nodeid.split("::")[0]
-        for name in item.fixturenames:
-            defs = info.name2fixturedefs.get(name) or ()
-            if any(d.scope == "module" and d.baseid == module_id for d in defs):
-                item.add_marker(pytest.mark.xdist_group(module_id))
-                break
 
 
 def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> object:
