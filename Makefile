@@ -1,12 +1,12 @@
 # The README's two commands: `make demo` and `make test`. Each creates .venv and installs the
-# pinned dependencies (constraints.txt) by itself on first use.
+# pinned dependencies (constraints.txt) by itself on first use. `make test-fast` is the edit-run loop.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/demo
 
-.PHONY: setup demo test lint bench models clean
+.PHONY: setup demo test test-fast lint bench models clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,35 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The tests run in parallel (pytest-xdist): most of their time they wait for the ctcf processes they start.
+# A module's tests run on one worker (--dist loadscope), so its module-scoped fixtures are made once; the
+# session-scoped ones are made once per run (Testing/Python/conftest.py). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 4
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope
+# The slowest end-to-end tests (the bundled models at their real size), which `make test-fast` leaves out;
+# `make test` and CI run them. Each name covers the test's parameters.
+T := Testing/Python
+SLOW_TESTS := \
+	$(T)/test_evaluate.py::test_report_has_every_part_filled_from_the_run \
+	$(T)/test_evaluate.py::test_per_volume_predictions_are_the_classifiers \
+	$(T)/test_evaluate.py::test_statistics_saliency_identity_and_lung_size \
+	$(T)/test_evaluate.py::test_csv_cohort_of_the_users_volumes \
+	$(T)/test_batch.py::test_evaluate_on_ray_gives_the_local_pools_numbers \
+	$(T)/test_wheel.py::test_wheel_runs_the_demo \
+	$(T)/test_cli.py::test_demo_command_runs_the_bundled_demo \
+	$(T)/test_bundled_models.py::test_demo_prediction_falls_below_threshold \
+	$(T)/test_bundled_models.py::test_demo_heatmap_sits_on_the_effusion \
+	$(T)/test_bundled_models.py::test_demo_writes_everything \
+	$(T)/test_memory_estimate.py::test_estimate_is_within_a_factor_of_two_of_the_measured_peak \
+	$(T)/test_memory_estimate.py::test_batch_size_shrinks_under_a_tight_budget \
+	$(T)/test_real_sizes.py::test_bundled_targets_stop_on_a_rule_within_60_steps \
+	$(T)/test_slicer_journey.py::test_generate_cancel_results_plot_export_and_reopen
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
+
+test-fast: lint
+	$(PYTEST) $(addprefix --deselect ,$(SLOW_TESTS))
 
 # Retrain the bundled demo models on real anatomy and update their catalog entries. The VQ-GAN starts
 # from the phantom-trained one (first command, about 10 minutes on 2 CPU cores), is fine-tuned for 74

@@ -1,4 +1,4 @@
-"""The one exception type users can hit, and the helpers that keep its message on one line."""
+"""The exception users can hit (and its out-of-memory kind) and the helpers that keep its message on one line."""
 
 
 class CTCFError(Exception):
@@ -7,6 +7,10 @@ class CTCFError(Exception):
     The message is one line that says what is wrong and what to do; the CLI prints it
     without a traceback and exits non-zero.
     """
+
+
+class OutOfMemory(CTCFError):
+    """The run needs more memory than the device has (raised before starting, or when an allocation fails)."""
 
 
 def last_line(error: BaseException) -> str:

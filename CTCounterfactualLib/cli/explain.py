@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import closing
+from typing import TYPE_CHECKING
 
-from CTCounterfactualLib.method.explain import ExplainConfig
 from CTCounterfactualLib.params import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -25,6 +25,9 @@ from CTCounterfactualLib.params import (
 )
 from CTCounterfactualLib.progress import JsonProgress, make_progress
 from CTCounterfactualLib.protocol import DONE
+
+if TYPE_CHECKING:  # the engine (torch) loads when a command runs, not to build the parser
+    from CTCounterfactualLib.method.explain import ExplainConfig
 
 EXPLAIN_HELP = """\
 Explain a 3D CT classifier's prediction with a Latent Shift counterfactual (CF).
@@ -168,6 +171,8 @@ def add_trust_option(p: argparse.ArgumentParser) -> None:
 
 def explain_config(args: argparse.Namespace) -> ExplainConfig:
     """The ExplainConfig of options added by ``add_explain_options`` and ``add_search_options``."""
+    from CTCounterfactualLib.method.explain import ExplainConfig
+
     return ExplainConfig(
         target=args.target,
         slices=args.slices,

@@ -102,6 +102,7 @@ def add_models_parser(sub) -> None:
     p.add_argument(
         "--cache-dir", default=None, help="download cache folder (default: $CTCF_CACHE_DIR or the platform's)"
     )
+    p.set_defaults(needs_torch=False)  # the catalog and the cache's files: no model is loaded
     msub = p.add_subparsers(dest="models_command", required=True)
     # also accepted after the subcommand; SUPPRESS keeps a value given before it
     cache = argparse.ArgumentParser(add_help=False)

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from CTCounterfactualLib.errors import CTCFError, last_line
+from CTCounterfactualLib.errors import CTCFError, OutOfMemory, last_line
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.classifier import Classifier
 from CTCounterfactualLib.models.oom import is_out_of_memory  # noqa: F401 - also imported from here
@@ -54,10 +54,6 @@ K_DECODER = 0.8
 LARGEST_FACTOR = 3.0
 HEADROOM = 0.8  # use at most this share of the available memory (the estimate can be ~20 % low)
 PROBE_SLICES = 4
-
-
-class OutOfMemory(CTCFError):
-    """The run needs more memory than the device has (raised before starting, or when an allocation fails)."""
 
 
 @dataclass

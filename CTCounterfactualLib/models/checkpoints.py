@@ -6,14 +6,14 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from CTCounterfactualLib.errors import CTCFError, last_line
 from CTCounterfactualLib.file_hash import sha256_of  # noqa: F401 - the loaders' callers import it from here
-from CTCounterfactualLib.models.oom import is_out_of_memory
 from CTCounterfactualLib.paths import require_regular_file
+
+if TYPE_CHECKING:  # torch loads in the functions that read weights: sha256_of and the sidecars need none of it
+    import torch
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6, TorchScript files
 _PICKLE_PROTO = b"\x80"  # the legacy format: a pickle, protocol 2 or later
@@ -21,6 +21,10 @@ _PICKLE_PROTO = b"\x80"  # the legacy format: a pickle, protocol 2 or later
 
 def torch_load(path: str | os.PathLike, *, allow_pickle: bool = False) -> Any:
     """``torch.load`` on CPU, safe (weights only) unless the user trusts the file."""
+    import torch
+
+    from CTCounterfactualLib.models.oom import is_out_of_memory
+
     p = require_regular_file(path, "weights file")
     with open(p, "rb") as f:
         magic = f.read(4)
@@ -46,6 +50,8 @@ def torch_load(path: str | os.PathLike, *, allow_pickle: bool = False) -> Any:
 
 def extract_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict inside a Lightning checkpoint (``state_dict`` key) or a plain one."""
+    import torch
+
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

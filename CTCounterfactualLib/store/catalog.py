@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.file_hash import sha256_of
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models (torch) load when one is opened, not to read the catalog (`ctcf models list`)
     from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
     from CTCounterfactualLib.models.classifier import Classifier
 

@@ -415,9 +415,10 @@ def test_a_prefix_of_an_option_is_not_taken_for_it(capsys, tmp_path):
     assert err.startswith("ctcf: error:") and "--out" in err and "--output-map" not in err
 
 
-def test_demo_command_runs_the_bundled_demo(tmp_path):
+def test_demo_command_runs_the_bundled_demo(wheel_demo):
+    """``ctcf demo`` as a user runs it: the installed console script (the run test_wheel.py checks as well)."""
+    proc, tmp_path = wheel_demo
     out = tmp_path / "demo"
-    proc = _run_ctcf("demo", "--out", out, "--progress", "none")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
