@@ -20,7 +20,7 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2)
         chmod_default(tmp, 0o666)  # mkstemp's 0600 would otherwise become the file's mode
         os.replace(tmp, path)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 def count(path: Path) -> tuple[int, int]:
     """(assert statements, pytest.raises/warns calls) in one Python file."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     asserts = sum(isinstance(node, ast.Assert) for node in ast.walk(tree))
     raises = sum(
         isinstance(node, ast.Call)

@@ -73,7 +73,7 @@ def run(manifest: Path, out: Path, executor: str, args) -> tuple[float, list[dic
     t0 = time.perf_counter()
     rc = main(argv)
     wall = time.perf_counter() - t0
-    with open(out / BATCH_RESULTS_CSV, newline="") as f:
+    with open(out / BATCH_RESULTS_CSV, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     if rc != 0 or any(r["status"] != "ok" for r in rows):
         raise SystemExit(f"{executor}: exit {rc}, rows {rows}")

@@ -165,7 +165,7 @@ def synthetic_volume(depth: int, hw: int, seed: int) -> np.ndarray:
 
 
 def _status_kib(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"{key} not in /proc/self/status")
@@ -173,7 +173,7 @@ def _status_kib(key: str) -> int:
 
 def _reset_high_water_mark() -> bool:
     try:
-        with open("/proc/self/clear_refs", "w") as f:
+        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
             f.write("5")
     except OSError:
         return False

@@ -47,7 +47,7 @@ class Peak:
         self.device = device
 
     def _rss(self, key: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
         return 0
@@ -58,7 +58,7 @@ class Peak:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         else:
-            with open("/proc/self/clear_refs", "w") as f:
+            with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
                 f.write("5")
             self.base = self._rss("VmRSS")
 

@@ -24,7 +24,7 @@ from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 
 def main(summary_json: str = "out/demo/scan/summary.json", png: str = "docs/slicer_panel.png") -> None:
-    summary = json.loads(Path(summary_json).read_text())
+    summary = json.loads(Path(summary_json).read_text(encoding="utf-8"))
     panel = load_panel()
 
     def find(name: str, cls=QtCore.QObject):

@@ -15,7 +15,7 @@ NUMERIC_COLUMNS = (*protocol.CHUNK_NUMERIC_COLUMNS[:2], "chunk_center", *protoco
 
 def read_chunk_rows(path: str | os.PathLike) -> list[dict]:
     """Rows of the engine's chunks.csv, with the chunk centre (slice index) added."""
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
         r["chunk_center"] = (int(r["chunk_start"]) + int(r["chunk_end"]) - 1) / 2

@@ -12,7 +12,7 @@ from .volume_nodes import read_volume_node
 
 
 def read_sweep_rows(folder: Path) -> list[dict]:
-    with open(folder / protocol.SWEEP_CSV, newline="") as f:
+    with open(folder / protocol.SWEEP_CSV, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
 
 

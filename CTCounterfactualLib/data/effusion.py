@@ -123,9 +123,7 @@ def _one_side(lungs: ChestLungs, side: str, family: str, p: EffusionParams, dept
         return fluid_shapes.layering(lungs, side, depth, p.top_fraction * height + 20.0, p.tilt_deg)
     if family == "recess":
         return fluid_shapes.crescent(lungs, side, depth, p.recess_mm, posterior_start=0.6)
-    return fluid_shapes.loculated(
-        lungs, side, rng, p.pocket_height, depth, p.pocket_length_mm, p.pocket_extent_mm
-    )
+    return fluid_shapes.loculated(lungs, side, rng, p.pocket_height, depth, p.pocket_length_mm, p.pocket_extent_mm)
 
 
 def fluid_fraction(lungs: ChestLungs, p: EffusionParams, rng: np.random.Generator) -> np.ndarray:

@@ -28,9 +28,7 @@ def _lung_z_range(lung: np.ndarray, lungs: ChestLungs) -> tuple[np.ndarray, floa
     return rows, float(z.min()), float(z.max())
 
 
-def crescent(
-    lungs: ChestLungs, side: str, depth_mm: float, top_mm: float, posterior_start: float = 0.4
-) -> np.ndarray:
+def crescent(lungs: ChestLungs, side: str, depth_mm: float, top_mm: float, posterior_start: float = 0.4) -> np.ndarray:
     """Fluid along the posterior chest wall whose inner edge (meniscus) follows the wall.
 
     On each slice from the lung base to ``top_mm`` above it, the lung within ``t`` mm of the lungs' outline

@@ -100,7 +100,7 @@ def read_cohort_csv(path: str | os.PathLike) -> list[CohortItem]:
     """Rows ``path,label[,mask]``; relative paths are taken from the CSV's folder."""
     csv_path = require_regular_file(path, "cohort CSV")
     try:
-        with open(csv_path, newline="") as f:
+        with open(csv_path, encoding="utf-8", newline="") as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
         raise CTCFError(f"cannot read the cohort CSV {csv_path}: {e.strerror}") from None

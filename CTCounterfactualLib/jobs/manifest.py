@@ -70,7 +70,7 @@ def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
     """
     p = Path(path)
     try:
-        with open(p, newline="") as f:
+        with open(p, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             columns = [c.strip() for c in reader.fieldnames or []]
             raws = list(reader)

@@ -39,7 +39,7 @@ COMPRESS_VOLUMES = False
 
 
 def write_chunks_csv(result: ExplainResult, path: Path) -> None:
-    with open(path, "w", newline="") as f:
+    with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(CHUNK_COLUMNS)
         for c in result.chunks:
@@ -57,7 +57,7 @@ def write_chunks_csv(result: ExplainResult, path: Path) -> None:
 
 
 def read_chunks_csv(path: str | os.PathLike) -> list[dict]:
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -113,7 +113,7 @@ def write_sweep(result: ExplainResult, geometry: Geometry, folder: Path) -> None
     chunk = result.chunks[result.chosen]
     slab = slab_geometry(geometry, chunk.start, chunk.stop)
     folder.mkdir()
-    with open(folder / SWEEP_CSV, "w", newline="") as f:
+    with open(folder / SWEEP_CSV, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(SWEEP_COLUMNS)
         for i, frame in enumerate(result.sweep):

@@ -39,7 +39,7 @@ def read_results(out_dir: str | os.PathLike) -> dict[str, dict]:
     path = Path(out_dir) / BATCH_RESULTS_CSV
     if not path.is_file():
         return {}
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         return {r["id"]: r for r in csv.DictReader(f) if r.get("id")}
 
 

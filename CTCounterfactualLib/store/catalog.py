@@ -238,7 +238,7 @@ def register(
     """Add or replace ``name`` in the catalog with the file's current SHA256 and size."""
     from CTCounterfactualLib.atomic import write_json_atomic
 
-    doc = json.loads(catalog.read_text()) if catalog.is_file() else {"models": []}
+    doc = json.loads(catalog.read_text(encoding="utf-8")) if catalog.is_file() else {"models": []}
     sidecar = Path(path).with_suffix(".json")
     convention = json.loads(sidecar.read_text()).get("convention", {}) if sidecar.is_file() else {}
     entry = CatalogEntry(

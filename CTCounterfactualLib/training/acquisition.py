@@ -34,12 +34,13 @@ class Acquisition:
     offset_hu: float
     gain: float
     flip: bool
+    warp: float = 0.0  # a smooth random in-plane displacement (another body shape), in half-widths
 
 
 def draw_acquisition(g: torch.Generator, coverage_share: float = 0.35, flip: bool = True) -> Acquisition:
     """A random plausible acquisition: thickness 1-8 mm, lower/upper/partial coverage for ``coverage_share`` of
     draws, field of view (zoom 0.75-1.3, rotation 8 deg, shift 8 %), soft or sharp kernel, noise 0-25 HU."""
-    u = torch.rand(14, generator=g).tolist()
+    u = torch.rand(15, generator=g).tolist()
     lo, hi = THICKNESS_MM_RANGE
     coverage = None
     if u[1] < coverage_share:
@@ -58,6 +59,7 @@ def draw_acquisition(g: torch.Generator, coverage_share: float = 0.35, flip: boo
         offset_hu=(u[11] * 2 - 1) * 30.0,
         gain=1.0 + (u[12] * 2 - 1) * 0.05,
         flip=flip and u[13] < 0.5,
+        warp=0.08 * u[14],
     )
 
 
@@ -124,10 +126,13 @@ def in_plane_affine(x: torch.Tensor, zoom: float, rotation_deg: float, shift: tu
     return _affine_batch(x[None], theta)[0]
 
 
-def _affine_batch(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """(B, C, D, H, W) with one (2, 3) affine per volume, applied alike to each of its slices."""
+def _affine_batch(x: torch.Tensor, theta: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C, D, H, W) with one (2, 3) affine per volume, plus an optional (B, H, W, 2) displacement, applied alike to
+    each of its slices."""
     b, c, d, h, w = x.shape
     grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    if warp is not None:
+        grid = grid + warp
     low = x.amin(dim=(2, 3, 4), keepdim=True)
     out = F.grid_sample((x - low).reshape(b, c * d, h, w), grid, align_corners=False)
     return out.reshape(b, c, d, h, w) + low
@@ -154,12 +159,16 @@ def apply_scanner(x: torch.Tensor, acq: Acquisition, g: torch.Generator) -> torc
 
 
 def scanner_batch(x: torch.Tensor, acqs: list[Acquisition], g: torch.Generator) -> torch.Tensor:
-    """(B, C, D, H, W), one acquisition per volume: field of view, left-right flip (the label does not depend on
-    the side), kernel (a soft one moves the CT ``blur`` of the way to its [1, 2, 1] smoothing, a sharp one adds
-    ``sharpen`` times the detail that smoothing removes), gain, offset and noise on the CT channel only."""
+    """(B, C, D, H, W), one acquisition per volume: field of view and a smooth warp (another body shape),
+    left-right flip (the label does not depend on the side), kernel (a soft one moves the CT ``blur`` of the way to
+    its [1, 2, 1] smoothing, a sharp one adds ``sharpen`` times the detail that smoothing removes), gain, offset and
+    noise on the CT channel only."""
     b = x.shape[0]
     per = lambda values: torch.tensor(values, dtype=x.dtype).view(b, 1, 1, 1, 1)  # noqa: E731
-    x = _affine_batch(x, torch.tensor([_theta(a.zoom, a.rotation_deg, a.shift) for a in acqs], dtype=x.dtype))
+    h, w = x.shape[-2:]
+    coarse = torch.randn(b, 2, 4, 4, generator=g) * per([a.warp for a in acqs]).view(b, 1, 1, 1)
+    warp = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    x = _affine_batch(x, torch.tensor([_theta(a.zoom, a.rotation_deg, a.shift) for a in acqs], dtype=x.dtype), warp)
     x = torch.where(per([a.flip for a in acqs]) > 0, torch.flip(x, dims=(-1,)), x)
     ct = x[:, :1]
     ct = ct + per([a.blur - a.sharpen for a in acqs]) * (_blur121(ct) - ct)

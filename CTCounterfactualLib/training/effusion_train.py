@@ -80,9 +80,7 @@ def _loss(net: EffusionNet, b: Batch, cfg: EffusionTrainConfig) -> tuple[torch.T
     target = b.labels * (1 - cfg.label_smoothing) + cfg.label_smoothing / 2
     cls = nn.functional.binary_cross_entropy_with_logits(logit, target, weight=b.weights)
     local = (nn.functional.adaptive_max_pool3d(b.masks, evidence.shape[2:]) > 0.25).float()
-    aux = nn.functional.binary_cross_entropy_with_logits(
-        evidence, local, pos_weight=torch.tensor(cfg.aux_pos_weight)
-    )
+    aux = nn.functional.binary_cross_entropy_with_logits(evidence, local, pos_weight=torch.tensor(cfg.aux_pos_weight))
     return cls, aux
 
 

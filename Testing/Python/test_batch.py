@@ -73,7 +73,7 @@ def manifest(tmp_path_factory) -> Path:
         ["abdomen.nrrd", "ct_abdomen", "0", "", "2:10", "pleural effusion"],
         ["broken.nrrd", "broken", "0", "", "", ""],
     ]
-    with open(d / "manifest.csv", "w", newline="") as f:
+    with open(d / "manifest.csv", "w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows(rows)
     return d / "manifest.csv"
 
@@ -87,7 +87,7 @@ def ray_session():
 
 
 def _results(out: Path) -> list[dict]:
-    with open(out / BATCH_RESULTS_CSV, newline="") as f:
+    with open(out / BATCH_RESULTS_CSV, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -311,7 +311,7 @@ def test_evaluate_on_ray_gives_the_local_pools_numbers(manifest, tmp_path, ray_s
 
 def _results_like(path: Path) -> list[dict]:
     """A report CSV without its timing column."""
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 

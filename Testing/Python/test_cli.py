@@ -62,7 +62,7 @@ def _array(path: Path) -> np.ndarray:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
         return list(reader.fieldnames or []), list(reader)
 

@@ -128,7 +128,7 @@ def _paragraphs(prose: list[tuple[int, str]]):
 
 def command_lines(page: Path, text: str | None = None) -> list[CommandLine]:
     """Every ``ctcf`` command line of a Markdown page: fenced ones complete, inline ones fragments."""
-    parsed = split_page(page.read_text() if text is None else text)
+    parsed = split_page(page.read_text(encoding="utf-8") if text is None else text)
     found = []
     for first, lines in parsed.blocks:
         for number, line in _logical_lines(first, lines):
@@ -232,7 +232,7 @@ def github_slug(heading: str) -> str:
 def anchors(page: Path) -> set[str]:
     seen: dict[str, int] = {}
     found = set()
-    for _, line in split_page(page.read_text()).prose:
+    for _, line in split_page(page.read_text(encoding="utf-8")).prose:
         m = HEADING.match(line)
         if not m:
             continue
@@ -246,7 +246,7 @@ def anchors(page: Path) -> set[str]:
 def link_problems(page: Path) -> list[str]:
     """Relative links and images of a page that do not resolve to a file (and heading) of the repository."""
     problems = []
-    for paragraph in _paragraphs(split_page(page.read_text()).prose):
+    for paragraph in _paragraphs(split_page(page.read_text(encoding="utf-8")).prose):
         text = INLINE_CODE.sub(lambda m: "`" * len(m.group(0)), paragraph.text)  # same length: offsets hold
         for m in LINK.finditer(text):
             target = m.group(1)

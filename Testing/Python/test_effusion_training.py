@@ -69,6 +69,7 @@ def test_identity_acquisition_changes_nothing(patient, sample):
 
 def test_acquisitions_are_seeded_and_never_touch_the_mask_values(sample):
     x = torch.cat([sample.x, sample.mask])
+
     def draw(seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         return apply_acquisition(x, draw_acquisition(g), g)

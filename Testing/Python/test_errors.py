@@ -51,7 +51,7 @@ CASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 def _write_text_nrrd(path: Path) -> Path:
-    path.write_text("this is a text file, not an image\n")
+    path.write_text("this is a text file, not an image\n", encoding="utf-8")
     return path
 
 

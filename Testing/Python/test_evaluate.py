@@ -37,7 +37,7 @@ FIGURES = (
 
 
 def _rows(path):
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
 
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("python_ctrl_c")
 
 def _children(pid: int) -> list[int]:
     try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="utf-8")
     except OSError:
         return []
     return [int(p) for p in text.split()]
@@ -33,7 +33,7 @@ def _children(pid: int) -> list[int]:
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
     return state != "Z"
@@ -46,9 +46,13 @@ def _busy_workers(proc: subprocess.Popen, n: int) -> list[int]:
     queued and running volumes takes at least a whole volume's run.
     """
     while True:
-        workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        workers = [
+            c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(encoding="utf-8")
+        ]
         if len(workers) == n:
-            ticks = [int(Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[11]) for w in workers]
+            ticks = [
+                int(Path(f"/proc/{w}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[11]) for w in workers
+            ]
             if min(ticks) > 100:  # 1 s of CPU each (100 ticks/s): started, their first volumes already queued
                 return workers
         assert proc.poll() is None, proc.communicate()
@@ -71,7 +75,7 @@ def _evaluate(out: Path, **popen) -> subprocess.Popen:
 
 
 def _interrupt_while_torch_loads(proc: subprocess.Popen) -> None:
-    while "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text():  # torch's import has begun
+    while "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text(encoding="utf-8"):  # torch's import has begun
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)

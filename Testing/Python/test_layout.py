@@ -41,7 +41,7 @@ def _layer(parts: list[str]) -> int:
 
 
 def _imports(path: Path):
-    tree = ast.parse(path.read_text(), str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("CTCounterfactualLib"):
             yield node.module, [a.name for a in node.names]

@@ -211,7 +211,7 @@ def test_meta_probe_matches_a_real_probe():
 
 def test_available_memory_and_oom_recognition():
     avail = available_memory("cpu")
-    total = next(int(x.split()[1]) * 1024 for x in open("/proc/meminfo") if x.startswith("MemTotal:"))
+    total = next(int(x.split()[1]) * 1024 for x in open("/proc/meminfo", encoding="utf-8") if x.startswith("MemTotal:"))
     assert 0 < avail <= total
     with pytest.raises(RuntimeError) as exc:
         torch.empty(2**50, dtype=torch.uint8)  # a real failed allocation (1 PiB)

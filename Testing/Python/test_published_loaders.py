@@ -281,7 +281,7 @@ def test_merlin_bare_encoder_and_lightning_checkpoints(tmp_path):
 def test_merlin_target_names_from_merlins_phenotypes_csv_or_json(tmp_path):
     path, _ = _tiny_merlin_clip_file(tmp_path)
     names = [f"Test phenotype {i}, with a comma" for i in range(6)]
-    with open(tmp_path / "phenotypes.csv", "w", newline="") as f:
+    with open(tmp_path / "phenotypes.csv", "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["phecode", "phecode_str"])
         writer.writerows([[f"{i}.5", name] for i, name in enumerate(names)])

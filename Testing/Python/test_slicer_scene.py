@@ -89,7 +89,7 @@ def test_subject_hierarchy_under_the_input_study(scene_with_input, swept_run):
 def test_sweep_sequence_frames(scene_with_input, swept_run):
     scene, node, _ = scene_with_input
     r = load_results(scene, node, swept_run)
-    rows = list(open(swept_run / "sweep" / "sweep.csv"))[1:]
+    rows = list(open(swept_run / "sweep" / "sweep.csv", encoding="utf-8"))[1:]
     seq = scene.GetNodeByID(r.sequence)
     assert seq.GetNumberOfDataNodes() == len(rows) == 4
     assert seq.GetIndexName() == "lambda"

@@ -12,7 +12,7 @@ from CTCounterfactualLib.data.volume_io import read_volume
 
 
 def _rows(path):
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
 
 

@@ -37,7 +37,7 @@ def install_wheel(folder: Path) -> Path:
     purelib = subprocess.run(
         [py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], check=True, capture_output=True, text=True
     ).stdout.strip()
-    Path(purelib, "test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    Path(purelib, "test_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n", encoding="utf-8")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-index", "--disable-pip-version-check"]
         + ["-c", str(ROOT / "constraints.txt"), str(wheel)],
