@@ -18,7 +18,7 @@ from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bun
 from CTCounterfactualLib.training.tiny_models import TinyVolumeNet, center_classifier, tiny_autoencoder
 
 DATA = Path(__file__).resolve().parents[1] / "Data"
-REFERENCE = SearchParams(step_size=1e4, max_steps=1e9, lambda_scale="reference")
+REFERENCE = SearchParams(step_size=1e4, max_steps=1e9, lambda_scale="reference", counterfactual="decoded")
 
 
 @pytest.fixture(scope="module")
