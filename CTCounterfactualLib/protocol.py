@@ -68,6 +68,10 @@ SUMMARY_KEYS = (
     "search_grid",  # [rows, cols] of that grid
     "output_map",  # "reference" or "calibrated": how the decoder's output became HU
     "lambda_scale",  # "auto" or "reference": what one unit of lambda is
+    "counterfactual",  # "detail" (input + the decoder's change) or "decoded" (the reference's D(z'))
+    "direction",  # "lower" or "raise"
+    "difference",  # what difference.nrrd is: "counterfactual - input" or "counterfactual - reconstruction"
+    "metrics",  # validity, proximity, concentration (and region) of the written CF: method/metrics.py
     "fidelity",  # the autoencoder on this input: FIDELITY_KEYS
     # one-line messages for the user, printed as "ctcf: warning: ...": the input does not look like the CT the
     # models expect (jobs/checks.py), or the autoencoder does not reproduce it (method/fidelity.py)

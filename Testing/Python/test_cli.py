@@ -131,7 +131,16 @@ def test_scan_volumes_keep_input_geometry(scan_run, small_ct):
         assert b"encoding: raw" in header
 
 
-def test_scan_heatmap_and_difference(scan_run):
+def _reference(out: Path, summary: dict, input_path: Path) -> np.ndarray:
+    """What the CF is compared with: the input (detail CF) or the reconstruction (decoded CF)."""
+    assert (
+        summary["difference"]
+        == f"counterfactual - {'input' if summary['counterfactual'] == 'detail' else 'reconstruction'}"
+    )
+    return _array(input_path if summary["counterfactual"] == "detail" else out / "reconstruction.nrrd")
+
+
+def test_scan_heatmap_and_difference(scan_run, small_ct):
     out = scan_run["out"]
     summary = json.loads((out / "summary.json").read_text())
     a, b = summary["output_chunk"]["start"], summary["output_chunk"]["end"]
@@ -148,11 +157,11 @@ def test_scan_heatmap_and_difference(scan_run):
     assert diff_img.GetPixelID() == sitk.sitkFloat32
     diff = sitk.GetArrayFromImage(diff_img)
     cf = _array(out / "counterfactual.nrrd").astype(np.float64)
-    recon = _array(out / "reconstruction.nrrd").astype(np.float64)
-    np.testing.assert_allclose(diff, cf - recon, rtol=0, atol=1e-2)
+    ref = _reference(out, summary, small_ct).astype(np.float64)
+    np.testing.assert_allclose(diff, cf - ref, rtol=0, atol=1e-2)
     assert s0 <= a < b <= s1
     assert np.all(diff[:a] == 0) and np.all(diff[b:] == 0)
-    assert np.array_equal(cf[:a], recon[:a]) and np.array_equal(cf[b:], recon[b:])
+    assert np.array_equal(cf[:a], ref[:a]) and np.array_equal(cf[b:], ref[b:])
     if summary["output_chunk"]["lambda"] != 0:
         assert np.abs(diff[a:b]).max() > 0  # a shifted latent decodes to different slices
 
@@ -230,10 +239,10 @@ def test_joint_mode_one_chunk_changes_only_the_range(tmp_path, small_ct, tiny_mo
     assert (summary["output_chunk"]["start"], summary["output_chunk"]["end"]) == (6, 14)
     assert len(summary["lambdas"]) == 1
     cf = _array(out / "counterfactual.nrrd")
-    recon = _array(out / "reconstruction.nrrd")
-    assert np.array_equal(cf[:6], recon[:6]) and np.array_equal(cf[14:], recon[14:])
+    ref = _reference(out, summary, small_ct)
+    assert np.array_equal(cf[:6], ref[:6]) and np.array_equal(cf[14:], ref[14:])
     assert summary["output_chunk"]["lambda"] < 0
-    assert not np.array_equal(cf[6:14], recon[6:14])
+    assert not np.array_equal(cf[6:14], ref[6:14])
     heat = _array(out / "heatmap.nrrd")
     assert np.all(heat[:6] == 0) and np.all(heat[14:] == 0)
 
