@@ -108,6 +108,9 @@ RESULTS_COLUMNS = (
     "lambda",
     "chunk_start",
     "chunk_end",  # exclusive
+    "valid",  # the CF past the classifier's threshold (summary.json's metrics)
+    "proximity_hu",  # mean |CF - input| in the body on the CF's slices
+    "concentration_top1pct",  # the share of that change its top 1 % of voxels carry
     "heatmap_share_in_mask",  # with a mask: the heatmap's share of mass inside it,
     "heatmap_share_near_mask",  # and within 5 mm of it
     "seconds",

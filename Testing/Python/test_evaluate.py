@@ -69,6 +69,10 @@ def tiny_run(tmp_path_factory):
         "2",
         "--lungsize-volumes",
         "1",
+        "--variants",
+        "detail-joint",
+        "--sanity-volumes",
+        "0",
         "--progress",
         "none",
     ]
@@ -116,7 +120,8 @@ def test_statistics_saliency_identity_and_lung_size(tiny_run):
     loc = _rows(out / "localization.csv")
     methods = {r["method"] for r in loc}
     assert {"Saliency", "InputXGradient", "GuidedBackprop", "GradCAM"} <= methods
-    assert len(loc) == 3 * 6  # three positives with a mask, two Latent Shift maps and four baselines
+    # three positives with a mask: two reference Latent Shift maps, the variant's heatmap and change, four baselines
+    assert len(loc) == 3 * 8
     for r in loc:
         for key in ("share_in_mask", "share_in_dilated"):
             assert 0.0 <= float(r[key]) <= 1.0
@@ -153,6 +158,10 @@ def test_csv_cohort_of_the_users_volumes(tmp_path):
         "--workers",
         "1",
         "--lungsize-volumes",
+        "0",
+        "--variants",
+        "detail-joint",
+        "--sanity-volumes",
         "0",
         "--progress",
         "none",
