@@ -73,6 +73,13 @@ def add_evaluate(sub) -> None:
         f"(default {','.join(DEFAULT_VARIANTS)})",
     )
     p.add_argument(
+        "--lambda-sweep-steps",
+        type=int,
+        default=None,
+        help="the variants' sweep frames (default: the engine's); 2 skips the sweep's decodes: the 'int' heatmap is "
+        "then |CF - start|, the same map up to scale on a straight path, and each run is about 40 %% faster",
+    )
+    p.add_argument(
         "--sanity-volumes",
         type=int,
         default=2,
@@ -116,6 +123,8 @@ def effective_command(args: argparse.Namespace) -> str:
         parts += ["--phantom-slices", str(slices)]
     parts += ["--variants", ",".join(args.variant_names) or "none"]
     parts += ["--sanity-volumes", str(args.sanity_volumes)]
+    if args.lambda_sweep_steps is not None:
+        parts += ["--lambda-sweep-steps", str(args.lambda_sweep_steps)]
     parts += ["--chunk-size", str(args.chunk_size), "--chunk-sizes", ",".join(args.sweep_entries) or "none"]
     parts += ["--lungsize-volumes", str(args.lungsize_volumes)]
     if args.executor != DEFAULT_EXECUTOR:
@@ -176,7 +185,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         lungsize=args.lungsize_volumes > 0,
         saliency=not args.no_saliency,
         variants=args.variant_names,
+        sweep_steps=args.lambda_sweep_steps,
     )
+    if args.lambda_sweep_steps is not None and args.lambda_sweep_steps < 2:
+        raise CTCFError(f"--lambda-sweep-steps must be at least 2 (got {args.lambda_sweep_steps})")
     if not settings.entries() and table_variant(settings) is None:
         raise CTCFError(
             "with --chunk-sizes none, --variants must name a variant run on every volume (e.g. detail-joint) "

@@ -129,6 +129,13 @@ def render_variants(meta: dict, s: dict) -> list[str]:
     names = list(s["variants"])
     out = ["## 8. Search variants, measured on the volume the user gets", ""]
     out += [f"- {describe(n)}" for n in names]
+    steps = meta.get("settings", {}).get("sweep_steps")
+    if steps is not None:
+        out += [
+            "",
+            f"Every variant ran with `--lambda-sweep-steps {steps}` (the engine's default is 10): the heatmap is "
+            "built from that many sweep frames, and the times below leave out the default sweep's extra decodes.",
+        ]
     out += [
         "",
         "CF: the written counterfactual's prediction. Past threshold: below it (above it for `raise`), among the "

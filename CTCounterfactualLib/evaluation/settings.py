@@ -20,6 +20,7 @@ class EvalSettings:
     lungsize: bool = True
     saliency: bool = True
     variants: tuple[str, ...] = ()  # names from evaluation/variants.py, each run through the engine as is
+    sweep_steps: int | None = None  # the variants' lambda_sweep_steps; None = the engine's default
     sanity: bool = False  # the model-randomization check on this volume
 
     def entries(self) -> list[str]:

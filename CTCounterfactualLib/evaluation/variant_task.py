@@ -67,7 +67,7 @@ def evaluate_variants(
         if not v.applies(label, regions is not None):
             continue
         region = region_of(v, regions.dilated) if regions is not None else None
-        cfg = v.config(settings.chunk_size, len(hu), settings.batch_size, region)
+        cfg = v.config(settings.chunk_size, len(hu), settings.batch_size, region, settings.sweep_steps)
         t0 = time.perf_counter()
         r = explain(hu, ae, clf, cfg)
         rows[name] = variant_row(r, hu, body, regions, time.perf_counter() - t0, clf)
@@ -88,7 +88,8 @@ def sanity_check(hu, regions, body, ae, clf, settings: EvalSettings, trained: di
     if name is not None and name in trained:
         v = VARIANTS[name]
         r = trained[name]
-        rr = explain(hu, ae, rand, v.config(settings.chunk_size, len(hu), settings.batch_size, None))
+        cfg = v.config(settings.chunk_size, len(hu), settings.batch_size, None, settings.sweep_steps)
+        rr = explain(hu, ae, rand, cfg)
         out["random_input"] = rr.predictions["input"]
         out["spearman_heatmap"] = spearman(r.heatmap, rr.heatmap, body)
         out["spearman_change"] = spearman(r.counterfactual_hu - hu, rr.counterfactual_hu - hu, body)

@@ -29,8 +29,11 @@ class Variant:
     applies_to: str = ALL
     region: str | None = None  # FINDING, MIRROR or None
 
-    def config(self, chunk_size: int, depth: int, batch_size: int, region: np.ndarray | None) -> ExplainConfig:
-        search = SearchParams(**self.search, region="evaluation mask" if region is not None else "")
+    def config(
+        self, chunk_size: int, depth: int, batch_size: int, region: np.ndarray | None, sweep_steps: int | None = None
+    ) -> ExplainConfig:
+        extra = {} if sweep_steps is None else {"lambda_sweep_steps": sweep_steps}
+        search = SearchParams(**self.search, **extra, region="evaluation mask" if region is not None else "")
         return ExplainConfig(
             target=0,
             mode=self.mode,
