@@ -45,10 +45,27 @@ def _variant_tables(s: dict) -> list[str]:
                 f"{fmt(d['discontinuity_inside_hu'], 1)} / {fmt(d['discontinuity_borders_hu'], 1)} | "
                 f"{fmt(d['seconds'], 0)} |"
             )
-            if "region_lowered" in d:
-                out[-1] += f" region lowered the prediction in {_pct(d['region_lowered'])}"
         out.append("")
     return out
+
+
+def _regions(s: dict) -> list[str]:
+    """'Is the evidence here?': the region variants beside the unrestricted ones, on the positives."""
+    rows = [(n, g["positives"]) for n, g in s["variants"].items() if "positives" in g]
+    if not any("region_lowered" in d for _, d in rows):
+        return []
+    out = [
+        "Is the evidence in a region? The CF restricted to the fluid (dilated 5 mm) or to its left-right mirror, "
+        "beside the unrestricted variants (positives):",
+        "",
+        "| variant | CF | past threshold (detected) | lowered at all | change outside the region (HU) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, d in rows:
+        lowered = _pct(d["region_lowered"]) if "region_lowered" in d else "–"
+        outside = fmt(d["region_outside_hu"], 1) if "region_outside_hu" in d else "–"
+        out.append(f"| `{name}` | {fmt(d['cf'])} | {_pct(d['valid_if_detected'])} | {lowered} | {outside} |")
+    return out + [""]
 
 
 def _best_baseline(baselines: dict) -> tuple[str, float | None, float | None]:
@@ -150,6 +167,7 @@ def render_variants(meta: dict, s: dict) -> list[str]:
         "",
     ]
     out += _variant_tables(s)
+    out += _regions(s)
     if meta.get("variant_figure"):
         out += [f"![variants]({meta['variant_figure']})", ""]
     out += ["## 9. Trade-off and targets", "", "✓ / ✗: the target in the column's header met or not.", ""]
