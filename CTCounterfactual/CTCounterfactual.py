@@ -639,7 +639,7 @@ class CTCounterfactualLogic(ScriptedLoadableModuleLogic):
             except RuntimeError:  # the user said no (pip_ensure raises then)
                 return False
             return True
-        missing = [r for r in REQUIREMENTS.read_text().split() if not _importable(r)]  # Slicer 5.10
+        missing = [r for r in REQUIREMENTS.read_text(encoding="utf-8").split() if not _importable(r)]  # Slicer 5.10
         if missing:
             if ask and not slicer.util.confirmOkCancelDisplay(
                 _("CT Counterfactual needs {names}. Install now?").format(names=", ".join(missing))

@@ -43,6 +43,17 @@ LAMBDA_SCALES = ("auto", "reference")
 DEFAULT_LAMBDA_SCALE = "auto"
 LAMBDA_UNIT_RMS = 1e-3
 
+# What the counterfactual is (--counterfactual; --faithful implies "decoded"): "detail" = the input plus the
+# decoder's change, x + D(z') - D(z), so a voxel the shift leaves alone keeps the scan's own value; "decoded" =
+# the reference's D(z'), every voxel re-rendered by the autoencoder.
+COUNTERFACTUALS = ("detail", "decoded")
+DEFAULT_COUNTERFACTUAL = "detail"
+# Which way the prediction is pushed (--direction): "lower" (the reference) or "raise" (what would make a
+# negative positive).
+DIRECTIONS = ("lower", "raise")
+# The sparse direction keeps its top latent positions per slice or over the whole chunk (--sparse-scope).
+SPARSE_SCOPES = ("slice", "chunk")
+
 # Autoencoder fidelity on the input (measured on every run, inside the body): warn outside these.
 FIDELITY_SLOPE_RANGE = (0.8, 1.25)
 FIDELITY_MAX_MAE_HU = 150.0
@@ -73,6 +84,36 @@ class SearchParams:
         "reference = raw gradient units; --faithful implies reference",
         choices=LAMBDA_SCALES,
     )
+    counterfactual: str = _param(
+        DEFAULT_COUNTERFACTUAL,
+        "detail = the input plus the decoder's change (unchanged voxels keep the input's values; the search, the "
+        "stop rules and the reported predictions score this volume); decoded = the reference's D(z'), every voxel "
+        "re-rendered; --faithful implies decoded",
+        choices=COUNTERFACTUALS,
+    )
+    direction: str = _param(
+        "lower", "lower the prediction, or raise it (what would make a negative positive)", choices=DIRECTIONS
+    )
+    sparse_fraction: float = _param(
+        1.0,
+        "keep only this fraction of latent positions (those with the largest gradient magnitude, per "
+        "--sparse-scope) in the direction; 1 = all",
+        metavar="FRACTION",
+    )
+    sparse_scope: str = _param("slice", "where --sparse-fraction ranks positions", choices=SPARSE_SCOPES)
+    relinearize_every: int = _param(
+        0,
+        "recompute the direction at the shifted latents every this many search steps (gradient descent in "
+        "latent space, the same stop rules); 0 = one straight line (the reference)",
+        metavar="STEPS",
+    )
+    region: str = _param(
+        "",
+        "a mask file on the input's grid (nonzero = region): shift only latents over it and, for the detail "
+        "counterfactual, change only its voxels; the result says whether changing only the region lowers the "
+        "prediction",
+        metavar="MASK",
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -90,6 +131,23 @@ class SearchParams:
             raise CTCFError(f"lambda scale {self.lambda_scale!r} is not one of {', '.join(LAMBDA_SCALES)}")
         if self.step_size <= 0:
             raise CTCFError("the search step size must be positive")
+        for name, choices in (
+            ("counterfactual", COUNTERFACTUALS),
+            ("direction", DIRECTIONS),
+            ("sparse_scope", SPARSE_SCOPES),
+        ):
+            if getattr(self, name) not in choices:
+                raise CTCFError(f"{option_name(name)} {getattr(self, name)!r} is not one of {', '.join(choices)}")
+        if not 0 < self.sparse_fraction <= 1:
+            raise CTCFError(f"--sparse-fraction must be in (0, 1] (got {self.sparse_fraction:g})")
+        if self.relinearize_every < 0:
+            raise CTCFError(f"--relinearize-every must be 0 or more (got {self.relinearize_every})")
+
+    def variant_options(self) -> dict:
+        """The options that change the reference's straight line (what --faithful cannot take)."""
+        reference = SearchParams()
+        names = ("direction", "sparse_fraction", "relinearize_every", "region")
+        return {n: getattr(self, n) for n in names if getattr(self, n) != getattr(reference, n)}
 
 
 def search_fields():

@@ -68,6 +68,10 @@ SUMMARY_KEYS = (
     "search_grid",  # [rows, cols] of that grid
     "output_map",  # "reference" or "calibrated": how the decoder's output became HU
     "lambda_scale",  # "auto" or "reference": what one unit of lambda is
+    "counterfactual",  # "detail" (input + the decoder's change) or "decoded" (the reference's D(z'))
+    "direction",  # "lower" or "raise"
+    "difference",  # what difference.nrrd is: "counterfactual - input" or "counterfactual - reconstruction"
+    "metrics",  # validity, proximity, concentration (and region) of the written CF: method/metrics.py
     "fidelity",  # the autoencoder on this input: FIDELITY_KEYS
     # one-line messages for the user, printed as "ctcf: warning: ...": the input does not look like the CT the
     # models expect (jobs/checks.py), or the autoencoder does not reproduce it (method/fidelity.py)
@@ -104,6 +108,9 @@ RESULTS_COLUMNS = (
     "lambda",
     "chunk_start",
     "chunk_end",  # exclusive
+    "valid",  # the CF past the classifier's threshold (summary.json's metrics)
+    "proximity_hu",  # mean |CF - input| in the body on the CF's slices
+    "concentration_top1pct",  # the share of that change its top 1 % of voxels carry
     "heatmap_share_in_mask",  # with a mask: the heatmap's share of mass inside it,
     "heatmap_share_near_mask",  # and within 5 mm of it
     "seconds",

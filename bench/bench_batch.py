@@ -62,7 +62,7 @@ def make_manifest(folder: Path, n: int, slices: int) -> Path:
         else:
             ct_crop(folder / f"{name}.nrrd", (i * 13) % (depth - slices), slices)
         rows.append(f"{name}.nrrd,{name}")
-    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return folder / "manifest.csv"
 
 

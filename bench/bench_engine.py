@@ -215,8 +215,9 @@ def run_case(case: Case, out_dir: str) -> dict[str, Any]:
     clf = tiny_classifier(case.seed, width=case.width, gain=case.gain)
     hu = synthetic_volume(case.slices, case.hw, case.seed)
     center_classifier(clf, ae, torch.from_numpy(hu), prob=case.prob)
-    # the reference's lambda and output map at the input's resolution: the fast path that equals --faithful
-    params = SearchParams(max_steps=case.max_steps, lambda_scale="reference")
+    # the reference's lambda, output map and decoded CF at the input's resolution: the fast path that equals
+    # --faithful
+    params = SearchParams(max_steps=case.max_steps, lambda_scale="reference", counterfactual="decoded")
     cfg = ExplainConfig(
         search_resolution="input",
         output_map="reference",

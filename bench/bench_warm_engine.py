@@ -58,7 +58,7 @@ def _wait(run, limit_s: float = 3600) -> None:
 
 
 def _stages(out: Path) -> str:
-    timings = json.loads((out / SUMMARY_JSON).read_text())["timings_s"]
+    timings = json.loads((out / SUMMARY_JSON).read_text(encoding="utf-8"))["timings_s"]
     return ", ".join(f"{k} {v:.1f}" for k, v in timings.items() if v >= 0.05)
 
 

@@ -27,5 +27,6 @@ if str(ENGINE_PARENT) not in sys.path:
     sys.path.insert(0, str(ENGINE_PARENT))
 
 from CTCounterfactualLib import params, protocol  # noqa: E402
+from CTCounterfactualLib.jobs.metrics_text import metrics_lines  # noqa: E402
 
-__all__ = ["ENGINE_PARENT", "SCENE_PARENT", "params", "protocol"]
+__all__ = ["ENGINE_PARENT", "SCENE_PARENT", "metrics_lines", "params", "protocol"]

@@ -251,7 +251,7 @@ def group_process_states(pgid: int) -> list[str]:
     states = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            text = stat.read_text(encoding="utf-8")
         except OSError:
             continue
         fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp ...

@@ -50,4 +50,4 @@ def targets_of_file(path: str) -> list[str]:
     sidecar = Path(path).with_suffix(".json")
     if not sidecar.is_file():
         return []
-    return [str(t) for t in json.loads(sidecar.read_text()).get("targets", [])]
+    return [str(t) for t in json.loads(sidecar.read_text(encoding="utf-8")).get("targets", [])]

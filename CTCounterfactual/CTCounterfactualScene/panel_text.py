@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .contract import metrics_lines
 from .model_choices import ModelChoice
 from .run_notes import NOT_AN_EXPLANATION, fidelity_line, flag_lines, warning_lines
 
@@ -43,6 +44,7 @@ def results_text(summary: dict) -> str:
         f"counterfactual {p['counterfactual']:.3f}"
     )
     lines.append(f"lambda {chunk['lambda']:g}; shown: slices {chunk['start']}-{chunk['end'] - 1} ({summary['mode']})")
+    lines += metrics_lines(summary)  # validity, proximity, concentration; with a region, what changing it did
     fidelity = fidelity_line(summary)
     if fidelity:
         lines.append(fidelity)

@@ -95,7 +95,7 @@ def load_results(
 
 
 def _load_results(scene: slicer.vtkMRMLScene, input_node: slicer.vtkMRMLScalarVolumeNode, out: Path) -> ResultNodes:
-    summary = json.loads((out / protocol.SUMMARY_JSON).read_text())
+    summary = json.loads((out / protocol.SUMMARY_JSON).read_text(encoding="utf-8"))
     target = summary["target"]["name"]
     base = f"{input_node.GetName()} CF {target}"
     folder = _result_folder(scene, input_node, f"{base} ({summary['mode']})")

@@ -7,6 +7,7 @@ import sys
 from contextlib import closing
 from typing import TYPE_CHECKING
 
+from CTCounterfactualLib.jobs.metrics_text import metrics_lines
 from CTCounterfactualLib.params import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -36,6 +37,18 @@ The CT is encoded slice by slice with the VQ-GAN, the classifier's gradient is p
 latents of the slices in --slices, and the latents are shifted until the prediction falls
 (the reference's lambda search), then decoded.
 
+The counterfactual (--counterfactual):
+  detail   the input plus the decoder's change, x + D(z') - D(z): voxels the shift does not change
+           keep the input's own values (bone and air beyond the HU window too); the search, its stop
+           rules and every reported prediction score this volume, starting from the input's own
+           prediction.
+  decoded  the reference's D(z'): every voxel re-rendered by the autoencoder, compared with D(z).
+
+Search variants: --sparse-fraction (shift only the latent positions with the largest gradient),
+--relinearize-every (recompute the direction along the way), --region MASK (shift only over a mask
+on the input's grid, and say whether that alone moves the prediction), --direction raise (push a
+negative towards positive). --faithful takes none of them.
+
 Modes:
   scan   one CF per chunk of --chunk-size slices over the range (the paper's localization and
          Table 1). counterfactual.nrrd is the CF of the chunk with the LOWEST prediction;
@@ -46,11 +59,13 @@ Outputs in --out (written all at once; an interrupted run leaves the folder as i
   counterfactual.nrrd  CF volume, HU, same geometry as the input
   reconstruction.nrrd  D(E(x)), HU: compare the CF with this, not with the input
   heatmap.nrrd         per-voxel change over the lambda sweep (--heatmap-method), HU, float32
-  difference.nrrd      signed CF - reconstruction, HU, float32
+  difference.nrrd      signed CF - input (detail) or CF - reconstruction (decoded), HU, float32
   chunks.csv           chunk_start, chunk_end (exclusive), prediction_before, prediction_min,
                        lambda, prediction_cf, stop_reason
   predictions.png      per-chunk prediction with the input's and reconstruction's as lines
-  summary.json         input geometry, model SHA256s, predictions, lambdas, timings, peak memory
+  summary.json         input geometry, model SHA256s, predictions, lambdas, timings, peak memory,
+                       metrics: validity, proximity (mean |CF - input| in the body on the CF's
+                       slices, HU), concentration (share of that change in its top 1 % of voxels)
   sweep/               only with --sweep: frame_NN.nrrd (the output chunk's slices from the CF's
                        lambda to 0, placed at their position in the input) and sweep.csv
 """
@@ -212,17 +227,30 @@ def _run_explain(args: argparse.Namespace) -> int:
     flags = summary["flags"]
     f = summary["fidelity"]
     if isinstance(progress, JsonProgress):
-        progress(DONE, 1, 1, "finished", out=str(args.out), predictions=p, warnings=summary["warnings"], flags=flags)
+        progress(
+            DONE,
+            1,
+            1,
+            "finished",
+            out=str(args.out),
+            predictions=p,
+            warnings=summary["warnings"],
+            flags=flags,
+            metrics=summary["metrics"],
+        )
     else:
         print(
             f"{summary['target']['name']}: input {p['input']:.4f}, reconstruction {p['reconstruction']:.4f}, "
             f"counterfactual {p['counterfactual']:.4f} (slices {oc['start']}-{oc['end'] - 1}, "
             f"lambda {oc['lambda']:g}); outputs in {args.out}" + flag_text(flags)
         )
+        for line in metrics_lines(summary):
+            print(line)
         print(
             f"autoencoder fidelity in the body: mean error {f['mae_hu_body']:.1f} HU, slope {f['slope']:.3f}, "
             f"intercept {f['intercept']:.1f} HU ({summary['output_map']} output map); "
-            f"lambda scale {summary['lambda_scale']}, search at {summary['search_resolution']} resolution"
+            f"lambda scale {summary['lambda_scale']}, search at {summary['search_resolution']} resolution, "
+            f"{summary['counterfactual']} counterfactual"
         )
     return 0
 
@@ -241,7 +269,7 @@ def flag_text(flags: list[dict]) -> str:
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
     """One option per SearchParams field, with the field's type, default, choices and help."""
-    s = p.add_argument_group("lambda search (reference defaults)")
+    s = p.add_argument_group("lambda search (the reference's rules) and its variants")
     for f in search_fields():
         default = f"{f.default:g}" if isinstance(f.default, float) else f.default
         s.add_argument(
@@ -249,7 +277,8 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
             type=type(f.default),
             default=f.default,
             choices=f.metadata.get("choices"),
-            help=f"{f.metadata['help']} (default {default})",
+            metavar=f.metadata.get("metavar"),
+            help=f"{f.metadata['help']} (default {default})" if default != "" else f.metadata["help"],
         )
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from CTCounterfactualLib.evaluation.aggregate_variants import summarize_variants
 from CTCounterfactualLib.evaluation.saliency import METHODS
 from CTCounterfactualLib.evaluation.stats import mann_whitney, mean_se, wilcoxon_signed_rank
 
-MAP_METHODS = ("LatentShift scan", "LatentShift joint", *METHODS)
+MAP_METHODS = ("LatentShift scan", "LatentShift joint", *METHODS)  # the reference runs' maps and captum's
 LOC_METRICS = ("share_in_mask", "share_in_dilated", "pointing_hit", "top_chunk_overlaps")
 
 
@@ -65,25 +66,29 @@ def sweep(rows: list[dict], entries: list[str]) -> dict:
     return out
 
 
+def map_names(rows: list[dict]) -> list[str]:
+    """Every map scored against the masks, in the order the volumes list them."""
+    return list(dict.fromkeys(m for r in rows for m in (r.get("localization") or {})))
+
+
 def localization(rows: list[dict]) -> dict:
     with_mask = [r for r in rows if r.get("localization")]
     out: dict = {"n_volumes": len(with_mask)}
     if not with_mask:
         return out
     out["chance_share_dilated"] = mean_se(
-        [r["localization"]["LatentShift scan"]["chance_share_dilated"] for r in with_mask]
+        [next(iter(r["localization"].values()))["chance_share_dilated"] for r in with_mask]
     )
-    for method in MAP_METHODS:
+    for method in map_names(rows):
         have = [r["localization"][method] for r in with_mask if method in r["localization"]]
-        if have:
-            out[method] = {m: mean_se([float(h[m]) for h in have]) for m in LOC_METRICS}
+        out[method] = {m: mean_se([float(h[m]) for h in have]) for m in LOC_METRICS}
     return out
 
 
 def identity(rows: list[dict]) -> dict:
     out: dict = {}
     for label, rs in _by_label(rows).items():
-        ids = [r["identity"] for r in rs]
+        ids = [r["identity"] for r in rs if r.get("identity")]
         if not ids:
             continue
         d = {
@@ -167,8 +172,9 @@ def by_ct(rows: list[dict]) -> dict:
     return out
 
 
-def summarize(rows: list[dict], chunk_size: int, entries: list[str]) -> dict:
+def summarize(rows: list[dict], chunk_size: int, entries: list[str], variants: tuple[str, ...] = ()) -> dict:
     return {
+        **summarize_variants(rows, variants),
         "table1": table1(rows, chunk_size),
         "by_ct": by_ct(rows),
         "sweep": sweep(rows, entries),

@@ -39,6 +39,7 @@ class CohortItem:
     slices: int | None = None
     path: str | None = None
     mask: str | None = None
+    held_out: bool = False  # a real CT named by --held-out-ct: a patient the classifier was not trained on
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,15 +68,25 @@ def phantom_cohort(
     return items
 
 
-def real_effusion_cohort(cts: list[str], positives: int, seed: int = DEFAULT_SEED) -> list[CohortItem]:
-    """Positives: the real CTs in turn, each with simulated effusion ``seed + i``; negatives: each CT once, as is."""
-    if not cts or positives < 1:
-        raise CTCFError("the real-CT cohort needs at least one --real-ct and --positives above 0")
-    for ct in cts:
+def real_effusion_cohort(
+    cts: list[str], positives: int, seed: int = DEFAULT_SEED, held_out: tuple[str, ...] = ()
+) -> list[CohortItem]:
+    """Positives: the real CTs in turn (``cts``, then the ``held_out`` ones), each with simulated effusion
+    ``seed + i``; negatives: each CT once, as is. Items of a held-out CT are marked ``held_out``."""
+    every = [*cts, *held_out]
+    if not every or positives < 1:
+        raise CTCFError("the real-CT cohort needs at least one --real-ct or --held-out-ct and --positives above 0")
+    for ct in every:
         if ct != BUNDLED_CT and not Path(ct).exists():
-            raise CTCFError(f"--real-ct {ct} does not exist (give a CT file, a DICOM folder or '{BUNDLED_CT}')")
-    items = [CohortItem(f"pos{i:03d}", 1, "real", seed=seed + i, path=cts[i % len(cts)]) for i in range(positives)]
-    return items + [CohortItem(f"neg{j:03d}", 0, "real", path=ct) for j, ct in enumerate(cts)]
+            raise CTCFError(f"CT {ct} does not exist (give a CT file, a DICOM folder or '{BUNDLED_CT}')")
+    out = set(held_out)
+    items = [
+        CohortItem(
+            f"pos{i:03d}", 1, "real", seed=seed + i, path=every[i % len(every)], held_out=every[i % len(every)] in out
+        )
+        for i in range(positives)
+    ]
+    return items + [CohortItem(f"neg{j:03d}", 0, "real", path=ct, held_out=ct in out) for j, ct in enumerate(every)]
 
 
 @lru_cache(maxsize=4)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from CTCounterfactualLib.evaluation.aggregate import MAP_METHODS
-
 COLORS = {"positives": "#c44e52", "negatives": "#4c72b0"}
 
 
@@ -84,7 +82,7 @@ def localization(summary: dict, path: Path) -> None:
     """Heatmap mass near the finding, pointing game and top-chunk hit rate per method."""
     plt = _plt()
     loc = summary["localization"]
-    methods = [m for m in MAP_METHODS if m in loc]
+    methods = [m for m, v in loc.items() if isinstance(v, dict) and "share_in_mask" in v]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), dpi=100)
     x = np.arange(len(methods))
     for off, metric, name in ((-0.2, "share_in_mask", "in mask"), (0.2, "share_in_dilated", "within 5 mm")):
@@ -211,6 +209,33 @@ def identity(summary: dict, path: Path) -> None:
     _grouped_bars(
         axes[1], ident, labels, jumps, "mean |diff[k+1] - diff[k]| (HU)", "slice-to-slice consistency of CF - D(E(x))"
     )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def variants(example: dict, name: str, path: Path) -> None:
+    """Each variant's CF and heatmap on the slice with the most fluid in its CF, beside the input."""
+    plt = _plt()
+    names = list(example["variants"])
+    fig, axes = plt.subplots(2, len(names) + 1, figsize=(3 * (len(names) + 1), 6.2), dpi=90)
+    axes = np.asarray(axes).reshape(2, -1)
+    for ax in axes.flat:
+        ax.axis("off")
+    window = dict(cmap="gray", vmin=-1000, vmax=400)
+    axes[0, 0].imshow(example["input"], **window)
+    _outline(axes[0, 0], example["mask"], "#00d0ff")
+    axes[0, 0].set_title(f"input, slice {example['slice']}", fontsize=9)
+    for j, v in enumerate(names, start=1):
+        cf, heat = example["variants"][v]["counterfactual"], example["variants"][v]["heatmap"]
+        axes[0, j].imshow(cf, **window)
+        axes[0, j].set_title(f"{v}: CF", fontsize=9)
+        vmax = float(np.percentile(heat, 99.5)) or 1.0
+        axes[1, j].imshow(example["input"], **window)
+        axes[1, j].imshow(np.ma.masked_less(heat, 0.05 * vmax), cmap="hot", vmin=0, vmax=vmax, alpha=0.75)
+        _outline(axes[1, j], example["dilated"], "#00d0ff")
+        axes[1, j].set_title(f"{v}: heatmap", fontsize=9)
+    fig.suptitle(f"{name}: each variant on one slice (lung window); cyan: fluid (+5 mm on the heatmaps)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

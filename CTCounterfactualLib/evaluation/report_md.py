@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from CTCounterfactualLib.evaluation.aggregate import MAP_METHODS
+from CTCounterfactualLib.evaluation.report_fmt import fmt, fmt_p, n_of
+from CTCounterfactualLib.evaluation.report_variants import render_variants
 from CTCounterfactualLib.evaluation.saliency import METHODS
 from CTCounterfactualLib.evaluation.settings import WHOLE
 
@@ -13,33 +14,17 @@ FIGURES = {
     "saliency": "saliency.png",
     "lungsize": "lungsize.png",
     "identity": "identity.png",
+    "variants": "variants.png",
 }
-
-
-def fmt(d: dict | None, digits: int = 3, pct: bool = False) -> str:
-    if not d or d.get("mean") is None:
-        return "–"
-    k = 100.0 if pct else 1.0
-    unit = " %" if pct else ""
-    return f"{d['mean'] * k:.{digits}f} ± {d['se'] * k:.{digits}f}{unit}"
-
-
-def fmt_p(t: dict) -> str:
-    if t.get("statistic") is None:
-        return "– (no pairs)"
-    p = t["p"]
-    return f"p = {p:.2g}" if p >= 1e-4 else f"p = {p:.1e}"
-
-
-def _n(d: dict | None) -> str:
-    return str(d["n"]) if d else "0"
 
 
 def _table1(s: dict) -> list[str]:
     t = s["table1"]
     rows, tests = t["rows"], t["tests"]
     out = [
-        f"## 2. Table 1 analog (chunk size {t['chunk_size']}, CF = minimum prediction over chunks)",
+        f"## 2. Table 1 analog (chunk size {t['chunk_size']}, CF = minimum prediction over chunks)"
+        if not t.get("cf_from")
+        else f"## 2. Table 1 analog (CF = the `{t['cf_from']}` variant's, minimum over its sweep)",
         "",
         "| group | model prediction (mean ± SE) | n |",
         "|---|---:|---:|",
@@ -53,7 +38,7 @@ def _table1(s: dict) -> list[str]:
         "negatives:reconstruction": "D(E(x)) of negative examples",
     }
     for key, name in names.items():
-        out.append(f"| {name} | {fmt(rows[key])} | {_n(rows[key])} |")
+        out.append(f"| {name} | {fmt(rows[key])} | {n_of(rows[key])} |")
     named = [
         ("positives vs their CFs (Wilcoxon signed-rank)", "positives_input_vs_cf"),
         ("D(E(x)) of positives vs their CFs (Wilcoxon signed-rank)", "positives_reconstruction_vs_cf"),
@@ -73,7 +58,7 @@ def _table1(s: dict) -> list[str]:
         "",
         f"Positives the classifier detects (input ≥ {t['threshold']:.3f}): {t['positives_detected']}; of those, the CF "
         f"falls below the threshold in {fmt(t['flipped_below_threshold'], 1, pct=True)} "
-        f"(n = {_n(t['flipped_below_threshold'])}). Negatives flagged positive: {t['negatives_flagged']}.",
+        f"(n = {n_of(t['flipped_below_threshold'])}). Negatives flagged positive: {t['negatives_flagged']}.",
         "",
     ]
     return out
@@ -93,7 +78,7 @@ def _by_ct(s: dict) -> list[str]:
     ]
     for path, d in cts.items():
         out.append(
-            f"| `{path}` | {fmt(d['positives'])} (n = {_n(d['positives'])}) | {fmt(d['negatives'])} | "
+            f"| `{path}` | {fmt(d['positives'])} (n = {n_of(d['positives'])}) | {fmt(d['negatives'])} | "
             f"{fmt(d['above_every_negative'], 0, pct=True)} | {fmt(d['cf'])} | {fmt(d['cf_joint'])} | "
             f"{d['positives_detected']} → {fmt(d['flipped_below_threshold'], 0, pct=True)} |"
         )
@@ -101,6 +86,8 @@ def _by_ct(s: dict) -> list[str]:
 
 
 def _sweep(s: dict) -> list[str]:
+    if not s["sweep"]:
+        return ["## 3. Chunk-size sweep", "", "Not run (`--chunk-sizes none`).", ""]
     out = [
         "## 3. Chunk-size sweep (paper Fig. 5A) and distributions (Fig. 5B)",
         "",
@@ -136,7 +123,7 @@ def _loc_row(name: str, d: dict) -> str:
     return (
         f"| {name} | {fmt(d['share_in_mask'], 1, pct=True)} | {fmt(d['share_in_dilated'], 1, pct=True)} | "
         f"{fmt(d['pointing_hit'], 0, pct=True)} | {fmt(d['top_chunk_overlaps'], 0, pct=True)} | "
-        f"{_n(d['share_in_mask'])} |"
+        f"{n_of(d['share_in_mask'])} |"
     )
 
 
@@ -146,16 +133,22 @@ HEADER = [
 ]
 
 
+def _latent_shift_maps(loc: dict) -> list[str]:
+    return [m for m, v in loc.items() if isinstance(v, dict) and "share_in_mask" in v and m not in METHODS]
+
+
 def _localization(s: dict) -> list[str]:
     loc = s["localization"]
     out = ["## 4. Localization (paper Fig. 3B, measured against the effusions' masks)", ""]
     if not loc["n_volumes"]:
         return out + ["No volume has a finding mask: nothing to measure.", ""]
     out += HEADER
-    for m in ("LatentShift scan", "LatentShift joint"):
+    for m in _latent_shift_maps(loc):
         out.append(_loc_row(m, loc[m]))
     out += [
         "",
+        "LatentShift scan / joint: the reference runs of part 3 (raw-gradient lambda, decoded CF); `<variant> "
+        "heatmap` / `<variant> change`: a search variant's heatmap.nrrd and |CF − input| (part 8). "
         f"Chance level: the 5 mm mask is {fmt(loc['chance_share_dilated'], 1, pct=True)} of the body. Pointing game: "
         "the map's maximum inside the body lies within 5 mm of the finding. Top chunk: for the scan, the chunk whose "
         "CF has the lowest prediction (the engine's output chunk); for every other map, the chunk with the most map "
@@ -173,7 +166,7 @@ def _saliency(s: dict, example_name: str | None) -> list[str]:
     if not loc["n_volumes"] or not any(m in loc for m in METHODS):
         return out + ["Not computed (no volume with a finding mask).", ""]
     out += HEADER
-    for m in MAP_METHODS:
+    for m in [*_latent_shift_maps(loc), *METHODS]:
         if m in loc:
             out.append(_loc_row(m, loc[m]))
     out += [
@@ -220,6 +213,14 @@ def _lungsize(s: dict) -> list[str]:
 
 def _identity(s: dict) -> list[str]:
     ident = s["identity"]
+    if not ident:
+        return [
+            "## 7. Identity preservation and slice-to-slice consistency",
+            "",
+            "Reference runs not made (`--chunk-sizes none`); each variant's change outside the fluid and across "
+            "slices is in part 8.",
+            "",
+        ]
     out = [
         "## 7. Identity preservation and slice-to-slice consistency",
         "",
@@ -247,7 +248,7 @@ def _identity(s: dict) -> list[str]:
     ]
     for name, key in rows:
         out.append(
-            f"| {name} | " + " | ".join(f"{fmt(ident[g][key], 2)} (n={_n(ident[g][key])})" for g in ident) + " |"
+            f"| {name} | " + " | ".join(f"{fmt(ident[g][key], 2)} (n={n_of(ident[g][key])})" for g in ident) + " |"
         )
     tests = [
         ("composite: borders vs inside (Wilcoxon)", "composite:borders_vs_inside_test"),
@@ -295,4 +296,5 @@ def render(meta: dict, summary: dict) -> str:
     lines += _lungsize(summary)
     lines += _saliency(summary, meta.get("example"))
     lines += _identity(summary)
+    lines += render_variants(meta, summary)
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from CTCounterfactualLib.params import SearchParams
 
 DEFAULT_SWEEP = "1,5,10,12,20,all,joint"
 WHOLE = ("all", "joint")  # one chunk over the whole range: the same computation in this engine
+NO_SWEEP = "none"  # --chunk-sizes none: no reference-engine runs (chunk sweep, Table 1's scan, identity)
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,14 @@ class EvalSettings:
     batch_size: int = 8
     lungsize: bool = True
     saliency: bool = True
+    variants: tuple[str, ...] = ()  # names from evaluation/variants.py, each run through the engine as is
+    sweep_steps: int | None = None  # the variants' lambda_sweep_steps; None = the engine's default
+    sanity: bool = False  # the model-randomization check on this volume
 
     def entries(self) -> list[str]:
-        """The sweep entries plus the main chunk size and joint, which the other parts need."""
+        """The sweep entries plus the main chunk size and joint, which the other parts need (none without a sweep)."""
+        if not self.sweep:
+            return []
         out = list(self.sweep)
         for e in (str(self.chunk_size), "joint"):
             if e not in out:
@@ -29,7 +35,9 @@ class EvalSettings:
 
 
 def parse_sweep(text: str) -> tuple[str, ...]:
-    """'1,5,12,all,joint' -> ('1', '5', '12', 'all', 'joint'); chunk sizes must be positive integers."""
+    """'1,5,12,all,joint' -> ('1', '5', '12', 'all', 'joint'); chunk sizes must be positive integers; 'none' -> ()."""
+    if text.strip().lower() == NO_SWEEP:
+        return ()
     entries = []
     for part in text.split(","):
         p = part.strip().lower()
@@ -51,5 +59,7 @@ def chunk_size_for(entry: str, depth: int) -> int:
 
 def reference_engine() -> dict:
     """ExplainConfig fields that keep the engine on the reference's numbers (the evaluation recomputes its
-    frames along the raw gradient at the input's resolution): raw-gradient lambda, input grid, reference map."""
-    return dict(search=SearchParams(lambda_scale="reference"), search_resolution="input", output_map="reference")
+    frames along the raw gradient at the input's resolution): raw-gradient lambda, input grid, reference map, the
+    decoded CF D(z')."""
+    search = SearchParams(lambda_scale="reference", counterfactual="decoded")
+    return dict(search=search, search_resolution="input", output_map="reference")

@@ -22,6 +22,7 @@ from CTCounterfactualLib.evaluation.lungsize import lungsize_sweep
 from CTCounterfactualLib.evaluation.saliency import METHODS, saliency_maps
 from CTCounterfactualLib.evaluation.settings import WHOLE, EvalSettings, chunk_size_for, reference_engine
 from CTCounterfactualLib.evaluation.shift_frames import latent_direction, shifted
+from CTCounterfactualLib.evaluation.variant_task import evaluate_variants, sanity_check, table_variant
 from CTCounterfactualLib.method.explain import ExplainConfig, ExplainResult, explain
 
 _MODELS: dict = {}
@@ -81,7 +82,8 @@ def _sweep_row(r: ExplainResult, seconds: float) -> dict:
 
 
 def evaluate_volume(item: CohortItem, settings: EvalSettings, keep_figures: bool = False) -> dict:
-    """Table-1 predictions, the chunk sweep, localization, saliency, identity and lung size of one volume."""
+    """Table-1 predictions, the search variants, the chunk sweep, localization, saliency, identity, lung size and
+    the model-randomization check of one volume (each part as ``settings`` asks)."""
     t_start = time.perf_counter()
     ae, clf = _MODELS["ae"], _MODELS["effusion"]
     vol = load_item(item)
@@ -98,7 +100,46 @@ def evaluate_volume(item: CohortItem, settings: EvalSettings, keep_figures: bool
         "input": input_pred,
         "threshold": clf.threshold,
     }
+    row["variants"], variant_results = evaluate_variants(hu, item.label, regions, body, ae, clf, settings)
+    main = joint = None
+    if settings.entries():
+        main, joint, chosen = _reference_runs(row, hu, depth, body, regions, ae, clf, settings)
+    else:
+        first = row["variants"].get(table_variant(settings) or "")
+        chosen = tuple(first["chosen"]) if first else (0, depth)
+        row["reconstruction"] = first["reconstruction"] if first else None
+        row["cf"] = first["cf_min"] if first else None
+        row["cf_joint"] = first["cf_min"] if first and first["mode"] == "joint" else None
+        row["sweep"], row["identity"] = {}, None
 
+    maps: dict[str, np.ndarray] = {}
+    if regions is not None:
+        loc = row.setdefault("localization", {})
+        for name, v in row["variants"].items():
+            loc[f"{name} heatmap"] = v["loc_heatmap"]
+            loc[f"{name} change"] = v["loc_change"]
+        bounds = [(c.start, c.stop) for c in main.chunks] if main is not None else [chosen]
+        if settings.saliency:
+            maps = saliency_maps(clf, hu, 0)
+            for method in METHODS:
+                loc[method] = localization_metrics(maps[method], regions, top_mass_chunk(maps[method], bounds))
+    if settings.sanity:
+        row["sanity"] = sanity_check(hu, regions, body, ae, clf, settings, variant_results, maps or None)
+    if settings.lungsize:
+        row["lungsize"] = lungsize_sweep(
+            hu, ae, _MODELS["lungsize"], vol.geometry.spacing, settings.batch_size, keep_figures
+        )
+    if keep_figures and main is not None:
+        row["figure"] = _figure_slices(hu, main, joint, maps, regions, chosen)
+    if keep_figures and regions is not None and variant_results:
+        row["figure_variants"] = _variant_slices(hu, variant_results, regions)
+    row["seconds"] = time.perf_counter() - t_start
+    return row
+
+
+def _reference_runs(row: dict, hu, depth, body, regions, ae, clf, settings: EvalSettings):
+    """The chunk sweep along the reference's raw gradient at the input's size, Table 1's scan CF, identity
+    preservation and the composite of every chunk's CF; the two reference maps' localization."""
     # the chunk sweep; entries that give the same chunks (e.g. 'all' and 'joint') are computed once
     runs: dict[tuple, tuple[ExplainResult, float]] = {}
     sweep: dict[str, dict] = {}
@@ -145,24 +186,20 @@ def evaluate_volume(item: CohortItem, settings: EvalSettings, keep_figures: bool
         "consistency_composite": slice_consistency(composite_diff, body, borders, (0, depth)),
         "consistency_joint": slice_consistency(joint.difference_hu, body, borders, (0, depth)),
     }
-
-    maps: dict[str, np.ndarray] = {}
     if regions is not None:
-        loc = {"LatentShift scan": localization_metrics(main.heatmap, regions, chosen)}
+        loc = row.setdefault("localization", {})
+        loc["LatentShift scan"] = localization_metrics(main.heatmap, regions, chosen)
         loc["LatentShift joint"] = localization_metrics(joint.heatmap, regions, top_mass_chunk(joint.heatmap, bounds))
-        if settings.saliency:
-            maps = saliency_maps(clf, hu, 0)
-            for method in METHODS:
-                loc[method] = localization_metrics(maps[method], regions, top_mass_chunk(maps[method], bounds))
-        row["localization"] = loc
-    if settings.lungsize:
-        row["lungsize"] = lungsize_sweep(
-            hu, ae, _MODELS["lungsize"], vol.geometry.spacing, settings.batch_size, keep_figures
-        )
-    if keep_figures:
-        row["figure"] = _figure_slices(hu, main, joint, maps, regions, chosen)
-    row["seconds"] = time.perf_counter() - t_start
-    return row
+    return main, joint, chosen
+
+
+def _variant_slices(hu, results: dict, regions) -> dict:
+    """The slice with the most fluid, in the input and in each variant's CF and heatmap."""
+    k = int(np.argmax(regions.mask.sum(axis=(1, 2))))
+    out = {"slice": k, "input": hu[k], "mask": regions.mask[k], "dilated": regions.dilated[k], "variants": {}}
+    for name, r in results.items():
+        out["variants"][name] = {"counterfactual": r.counterfactual_hu[k], "heatmap": r.heatmap[k]}
+    return out
 
 
 def _figure_slices(hu, main: ExplainResult, joint: ExplainResult, maps: dict, regions, chosen) -> dict:

@@ -16,7 +16,21 @@ from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.evaluation import figures
 from CTCounterfactualLib.evaluation.report_md import FIGURES, render
 
-CSV_FILES = ("volumes.csv", "sweep.csv", "localization.csv", "lungsize.csv")
+CSV_FILES = ("volumes.csv", "sweep.csv", "localization.csv", "lungsize.csv", "variants.csv")
+VARIANT_COLUMNS = (
+    "cf",
+    "cf_min",
+    "valid",
+    "proximity_hu",
+    "concentration",
+    "cout",
+    "outside_hu",
+    "finding_change_hu",
+    "lambda",
+    "stop_reason",
+    "segments",
+    "seconds",
+)
 
 
 def _plain(obj):
@@ -78,12 +92,12 @@ def write_csvs(stage: Path, rows: list[dict]) -> None:
     )
     out = []
     for r in rows:
-        i = r["identity"]
+        i = r["identity"] or {a: {} for a, _ in id_cols + cons}
         out.append(
             [_g(r.get(c)) for c in vol_cols]
-            + [_g(i[a][b]) for a, b in id_cols]
-            + [_g(i["reconstruction_error_outside_dilated"]), _g(i["composite_prediction"])]
-            + [_g(i[a][b]) for a, b in cons]
+            + [_g(i[a].get(b)) for a, b in id_cols]
+            + [_g(i.get("reconstruction_error_outside_dilated")), _g(i.get("composite_prediction"))]
+            + [_g(i[a].get(b)) for a, b in cons]
         )
     _write_csv(stage / "volumes.csv", header, out)
 
@@ -165,11 +179,34 @@ def write_csvs(stage: Path, rows: list[dict]) -> None:
     ]
     _write_csv(stage / "lungsize.csv", header, out)
 
+    header = ["name", "label", "held_out", "variant", *VARIANT_COLUMNS, "heatmap_share_in_dilated", "heatmap_pointing"]
+    out = []
+    for r in rows:
+        for n, v in (r.get("variants") or {}).items():
+            loc = v.get("loc_heatmap")
+            place = [_g(loc["share_in_dilated"]), int(loc["pointing_hit"])] if loc else ["", ""]
+            out.append(
+                [
+                    r["name"],
+                    r["label"],
+                    int(bool(r.get("held_out"))),
+                    n,
+                    *(_g(v.get(c)) for c in VARIANT_COLUMNS),
+                    *place,
+                ]
+            )
+    _write_csv(stage / "variants.csv", header, out)
+
 
 def write_figures(stage: Path, rows: list[dict], summary: dict, meta: dict) -> None:
-    figures.chunk_sweep(summary, stage / FIGURES["sweep"])
-    figures.distributions(rows, meta["settings"]["chunk_size"], stage / FIGURES["distributions"])
-    figures.identity(summary, stage / FIGURES["identity"])
+    if summary["sweep"]:
+        figures.chunk_sweep(summary, stage / FIGURES["sweep"])
+        figures.distributions(rows, meta["settings"]["chunk_size"], stage / FIGURES["distributions"])
+    if summary["identity"]:
+        figures.identity(summary, stage / FIGURES["identity"])
+    shown = next((r for r in rows if r.get("figure_variants")), None)
+    if shown is not None:
+        figures.variants(shown["figure_variants"], shown["name"], stage / FIGURES["variants"])
     if summary["localization"]["n_volumes"]:
         figures.localization(summary, stage / FIGURES["localization"])
     example = next((r for r in rows if r.get("figure")), None)
@@ -196,9 +233,9 @@ def write_evaluation(out_dir: str | os.PathLike, rows: list[dict], summary: dict
     try:
         write_figures(stage, rows, summary, meta)
         write_csvs(stage, rows)
-        (stage / "report.md").write_text(render(meta, summary))
+        (stage / "report.md").write_text(render(meta, summary), encoding="utf-8")
         doc = {"meta": meta, "summary": summary, "volumes": rows}
-        (stage / "evaluation.json").write_text(json.dumps(_plain(doc), indent=1))
+        (stage / "evaluation.json").write_text(json.dumps(_plain(doc), indent=1), encoding="utf-8")
         if not out.exists():
             os.replace(stage, out)
         else:

@@ -66,7 +66,7 @@ def _check_settings(out: Path, settings: dict) -> None:
     path = out / BATCH_SETTINGS_JSON
     if not path.is_file():
         return
-    before = json.loads(path.read_text())
+    before = json.loads(path.read_text(encoding="utf-8"))
     diff = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
     if diff:
         what = ", ".join(f"{k} {before.get(k)!r} there, {settings.get(k)!r} now" for k in diff)

@@ -105,19 +105,27 @@ def refuse_meaningless(volume: Volume, low: float, high: float) -> None:
         )
 
 
-def result_flags(predictions: dict[str, float], chunk_before: float, chunk_cf: float) -> list[dict]:
-    """Flags of a finished explanation: the CF does not lower the prediction, or the reconstruction moves it."""
+def result_flags(
+    predictions: dict[str, float],
+    chunk_before: float,
+    chunk_cf: float,
+    *,
+    raise_: bool = False,
+    start: str = "reconstruction",
+) -> list[dict]:
+    """Flags of a finished explanation: the CF does not move the prediction (below its starting point, or above
+    it with ``raise_``), or the reconstruction moves it (only when the search starts from the reconstruction)."""
     flags: list[dict] = []
-    if not chunk_cf < chunk_before:
+    if not (chunk_cf > chunk_before if raise_ else chunk_cf < chunk_before):
         flags.append(
             {
                 "code": CF_NOT_LOWER,
-                "message": f"the counterfactual's prediction {chunk_cf:.4f} is not below the reconstruction's "
-                f"{chunk_before:.4f}: this is not an explanation",
+                "message": f"the counterfactual's prediction {chunk_cf:.4f} is not {'above' if raise_ else 'below'} "
+                f"the {start}'s {chunk_before:.4f}: this is not an explanation",
             }
         )
     gap = abs(predictions["reconstruction"] - predictions["input"])
-    if gap > RECON_GAP:
+    if start == "reconstruction" and gap > RECON_GAP:
         flags.append(
             {
                 "code": RECON_FAR,

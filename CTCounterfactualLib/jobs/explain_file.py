@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import platform
@@ -14,6 +15,7 @@ import torch
 
 from CTCounterfactualLib import __version__
 from CTCounterfactualLib.data.volume_io import Volume, read_volume, validate_volume
+from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.jobs.checks import refuse_meaningless, result_flags, volume_warnings
 from CTCounterfactualLib.jobs.outputs import write_outputs
 from CTCounterfactualLib.method.explain import ExplainConfig, ExplainResult, explain
@@ -65,9 +67,29 @@ def build_summary(
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
         "peak_memory_mb": round(result.peak_memory_mb, 1),
         **result.settings,
+        "metrics": result.metrics,
         "fidelity": result.fidelity,
         "warnings": list(result.warnings),
     }
+
+
+def read_region(path: str | os.PathLike, volume: Volume) -> np.ndarray:
+    """The --region mask (nonzero = region) as a bool array; it must lie on the input's grid."""
+    mask = read_volume(path)
+    a, b = mask.geometry, volume.geometry
+    same = tuple(a.size) == tuple(b.size) and all(
+        np.allclose(x, y, atol=1e-3)
+        for x, y in ((a.spacing, b.spacing), (a.origin, b.origin), (a.direction, b.direction))
+    )
+    if not same:
+        raise CTCFError(
+            f"the region mask {Path(path).name} is not on the input's grid (size {tuple(a.size)} vs {tuple(b.size)}, "
+            "or its spacing, origin or direction differ); resample it onto the input first"
+        )
+    region = mask.array != 0
+    if not region.any():
+        raise CTCFError(f"the region mask {Path(path).name} is empty: mark the region with nonzero voxels")
+    return region
 
 
 def model_record(path: str | os.PathLike, name: str) -> dict:
@@ -136,10 +158,13 @@ def explain_file(
     explanation is flagged in ``summary["flags"]`` (see ``jobs/checks.py``). ``reuse``: see ``explain``.
     """
     t0 = time.perf_counter()
-    check_output_folder(out_dir, [input_path, autoencoder_path, autoencoder_config, classifier_path])
+    region = cfg.search.region or None
+    check_output_folder(out_dir, [input_path, autoencoder_path, autoencoder_config, classifier_path, region])
     progress("load", 0, 3, f"reading {Path(input_path).name}")
     volume = read_volume(input_path)
     validate_volume(volume, min_slices=1)
+    if region and cfg.region_mask is None:
+        cfg = dataclasses.replace(cfg, region_mask=read_region(region, volume))
     models: dict[str, dict] = {}
     if autoencoder is None:
         progress("load", 1, 3, "loading the autoencoder")
@@ -190,7 +215,11 @@ def explain_file(
     for line in result.warnings:  # the autoencoder's fidelity on this input, known only after encoding
         on_warning(line)
     summary["warnings"] = warnings + list(result.warnings)
-    summary["flags"] = result_flags(result.predictions, chosen.prediction_before, chosen.prediction_cf)
+    p, raise_ = result.predictions, result.settings["direction"] == "raise"
+    if result.settings["counterfactual"] == "detail":  # the written volumes, from the input
+        summary["flags"] = result_flags(p, p["input"], p["counterfactual"], raise_=raise_, start="input")
+    else:
+        summary["flags"] = result_flags(p, chosen.prediction_before, chosen.prediction_cf, raise_=raise_)
     write_outputs(result, volume.geometry, out_dir, summary)
     progress("write", 1, 1, "outputs written")
     return summary

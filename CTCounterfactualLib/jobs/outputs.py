@@ -143,7 +143,7 @@ def write_outputs(result: ExplainResult, geometry: Geometry, out_dir: str | os.P
         plot_predictions(result, stage / PREDICTIONS_PNG)
         if result.sweep:
             write_sweep(result, geometry, stage / SWEEP_DIR)
-        (stage / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
+        (stage / SUMMARY_JSON).write_text(json.dumps(summary, indent=2), encoding="utf-8")
         if not out.exists():
             os.replace(stage, out)
         else:

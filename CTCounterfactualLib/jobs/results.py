@@ -19,7 +19,7 @@ def _g(value) -> str:
 
 def row_from_summary(summary: dict) -> dict:
     """The results.csv fields that ``ctcf explain``'s summary.json holds."""
-    p, oc = summary["predictions"], summary["output_chunk"]
+    p, oc, m = summary["predictions"], summary["output_chunk"], summary.get("metrics", {})
     return {
         "status": BATCH_OK,
         "target": summary["target"]["name"],
@@ -30,6 +30,9 @@ def row_from_summary(summary: dict) -> dict:
         "lambda": _g(float(oc["lambda"])),
         "chunk_start": str(oc["start"]),
         "chunk_end": str(oc["end"]),
+        "valid": _g(m.get("valid")),
+        "proximity_hu": _g(m.get("proximity_hu")),
+        "concentration_top1pct": _g(m.get("concentration_top1pct")),
         "peak_memory_mb": _g(float(summary["peak_memory_mb"])),
     }
 
@@ -52,6 +55,6 @@ def write_results(out_dir: str | os.PathLike, rows: list[dict]) -> None:
         w.writerow({c: r.get(c, "") for c in RESULTS_COLUMNS})
     path = Path(out_dir) / BATCH_RESULTS_CSV
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buf.getvalue())
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
     chmod_default(tmp, 0o666)
     os.replace(tmp, path)

@@ -2,6 +2,19 @@
 
 ``explain`` and the evaluation's frame decoding (``evaluation/shift_frames.py``) both call these, so
 the direction an evaluation decodes is the one the engine searched along.
+
+Which gradient depends on the volume the search scores (``method/view.py``):
+
+- decoded CF, V(z') = D(z'): dp/dz' at z' = z is J_D(z)^T grad p(D(z)), the gradient at the reconstruction.
+- detail CF, V(z') = x + M * (D(z') - D(z)) (M the region mask, 1 without one; the clip of changed voxels is
+  the identity at z' = z, where nothing changed). By the chain rule, dV/dz' = M * J_D(z'), and at z' = z,
+  V(z) = x, so
+
+      dp(V(z'))/dz' |_{z'=z} = J_D(z)^T (M * grad p(x)),
+
+  the classifier's gradient at the *input* itself pushed back through the decoder's Jacobian at z = E(x).
+  The decoder acts per slice, so this is the same streamed slice-by-slice VJP as the reference's, with the
+  input (not the reconstruction) under the classifier's backward.
 """
 
 from __future__ import annotations
@@ -66,11 +79,18 @@ def latent_direction(
     enc: Encoded,
     rows: tuple[int, int],
     progress: Progress = noop_progress,
+    at: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> LatentDirection:
-    """One classifier backward on x0, then the decoder VJPs of slices ``rows`` (exact, memory-bounded)."""
+    """One classifier backward on the scored volume ``at`` (default x0 = D(z)), then the decoder VJPs of slices
+    ``rows`` at z (exact, memory-bounded). ``mask`` weights the volume gradient (the detail CF's region).
+    ``prediction`` is ``score`` at ``at``."""
     start, stop = rows
-    progress("gradient", 0, stop - start, "classifier backward on the decoded volume")
-    pred, gvol = volume_gradient(score, enc.x0)
+    seen = enc.x0 if at is None else at
+    progress("gradient", 0, stop - start, "classifier backward on the scored volume")
+    pred, gvol = volume_gradient(score, seen)
+    if mask is not None:
+        gvol = gvol * mask
     g = latent_gradient(ae, enc.z, gvol, start, stop, enc.batch, progress)
     return LatentDirection(enc.z, g, enc.x0, pred, enc.batch)
 

@@ -43,6 +43,9 @@ def _settings(cfg: ExplainConfig) -> tuple:
         cfg.search_resolution,
         cfg.output_map,
         cfg.search.lambda_scale,
+        cfg.search.counterfactual,  # the volume the direction is taken at (the input or D(z))
+        cfg.search.direction,  # the objective whose gradient it is
+        None if cfg.region_mask is None else volume_digest(cfg.region_mask),  # the gradient's mask
     )
 
 

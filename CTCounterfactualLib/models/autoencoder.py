@@ -95,7 +95,7 @@ def infer_vqgan_config(state: dict[str, torch.Tensor], resolution: int = 256) ->
 def _config_from_yaml(path: str | os.PathLike) -> tuple[VQGANConfig, dict]:
     p = require_regular_file(path, "taming config")
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
         params = doc["model"]["params"]
         extra = doc.get("ctcf", {}) or {}
         if not isinstance(extra, dict):

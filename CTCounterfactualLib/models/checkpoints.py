@@ -83,7 +83,7 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
         if candidate.exists():
             require_regular_file(candidate, "model sidecar")
             try:
-                doc = json.loads(candidate.read_text())
+                doc = json.loads(candidate.read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise CTCFError(f"model sidecar {candidate} is not valid JSON: {e}") from None
             if not isinstance(doc, dict):

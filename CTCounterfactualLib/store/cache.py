@@ -60,7 +60,7 @@ def recorded_hashes(cache: str | os.PathLike | None = None) -> dict[str, dict]:
         return {}
     fix = "delete it and run `ctcf models verify`"
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CTCFError(f"cannot read the recorded model hashes {p} ({e}); {fix}") from None
     problem = _hashes_problem(doc)

@@ -116,7 +116,7 @@ class CatalogEntry:
         if not p.is_file():
             return []
         try:
-            doc = json.loads(p.read_text())
+            doc = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise CTCFError(f"cannot read the target names of {self.name!r} from {p}: {e}") from None
         items = doc.get("targets", doc.get("phecodes", [])) if isinstance(doc, dict) else doc
@@ -169,7 +169,7 @@ def catalog_path(path: str | os.PathLike | None = None) -> Path:
 def read_catalog(path: str | os.PathLike | None = None) -> dict[str, CatalogEntry]:
     p = catalog_path(path)
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_text(encoding="utf-8"))
         models = doc["models"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise CTCFError(f"cannot read the model catalog {p}: {e}") from None
@@ -240,7 +240,7 @@ def register(
 
     doc = json.loads(catalog.read_text(encoding="utf-8")) if catalog.is_file() else {"models": []}
     sidecar = Path(path).with_suffix(".json")
-    convention = json.loads(sidecar.read_text()).get("convention", {}) if sidecar.is_file() else {}
+    convention = json.loads(sidecar.read_text(encoding="utf-8")).get("convention", {}) if sidecar.is_file() else {}
     entry = CatalogEntry(
         name=name,
         kind=kind,

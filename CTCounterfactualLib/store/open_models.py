@@ -59,7 +59,7 @@ def named_convention(spec: str | os.PathLike) -> SliceConvention:
     if p.exists() or p.suffix.lower() == ".json":
         p = require_regular_file(p, "autoencoder convention file")
         try:
-            doc = json.loads(p.read_text())
+            doc = json.loads(p.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CTCFError(f"autoencoder convention file {p} is not valid JSON: {e}") from None
         if isinstance(doc, dict) and isinstance(doc.get("convention"), dict):

@@ -232,7 +232,7 @@ def save_autoencoder(model: VQModel, convention: SliceConvention, path: str | os
         "convention": convention.to_dict(),
         "training": info,
     }
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return path
 
 

@@ -214,5 +214,5 @@ def save_classifier(net: nn.Module, path: str | os.PathLike, info: dict, thresho
         "convention": EFFUSION_CONVENTION.to_dict(),
         "training": info,
     }
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return path

@@ -189,5 +189,5 @@ def save_lungsize(net: LungSegNet, path: str | os.PathLike, info: dict) -> Path:
         "training": info,
         "notes": "1 - mean P(no lung) over all voxels (the paper's lung-size target); not a probability",
     }
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return path

@@ -134,7 +134,7 @@ def real_effusion_classifier(
         d.mkdir(parents=True, exist_ok=True)
         write_json_atomic(d / "folds.json", {"leave_one_patient_out": lopo, "leave_one_family_out": lofo})
         final = {"patients": info["patients"], "heldout": held.name, "threshold": threshold}
-        (d / "report.md").write_text(markdown(lopo, lofo, command, final))
+        (d / "report.md").write_text(markdown(lopo, lofo, command, final), encoding="utf-8")
     if catalog:
         register(
             path,

@@ -80,7 +80,7 @@ def save_tiny_models(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
     ae_path = folder / "tiny_vqgan.ckpt"
     torch.save({"state_dict": state, "epoch": 3}, ae_path)
     ae_meta = {"name": "tiny-vqgan", "architecture": ae.model.config.to_dict(), "convention": ae.convention.to_dict()}
-    (folder / "tiny_vqgan.json").write_text(json.dumps(ae_meta, indent=2))
+    (folder / "tiny_vqgan.json").write_text(json.dumps(ae_meta, indent=2), encoding="utf-8")
     clf = tiny_classifier(seed)
     clf_path = folder / "tiny_classifier.pt"
     save_torchscript(clf.module, clf_path)
@@ -91,7 +91,7 @@ def save_tiny_models(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
         "threshold": 0.5,
         "convention": clf.convention.to_dict(),
     }
-    (folder / "tiny_classifier.json").write_text(json.dumps(clf_meta, indent=2))
+    (folder / "tiny_classifier.json").write_text(json.dumps(clf_meta, indent=2), encoding="utf-8")
     return ae_path, clf_path
 
 

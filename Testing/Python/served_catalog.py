@@ -86,7 +86,7 @@ def model_bytes(tmp_path_factory) -> dict[str, bytes]:
         },
     }
     (folder / f"{VQ}.yaml").write_text(
-        yaml.safe_dump({"model": {"target": "taming.models.vqgan.VQModel", "params": params}})
+        yaml.safe_dump({"model": {"target": "taming.models.vqgan.VQModel", "params": params}}), encoding="utf-8"
     )
     return {
         f"{VQ}.ckpt": (folder / f"{VQ}.ckpt").read_bytes(),
@@ -231,7 +231,7 @@ def served(tmp_path, monkeypatch, model_bytes) -> Served:
         },
     ]
     catalog = folder / "catalog.json"
-    catalog.write_text(json.dumps({"models": models}, indent=2))
+    catalog.write_text(json.dumps({"models": models}, indent=2), encoding="utf-8")
     cache = tmp_path / "cache"
     monkeypatch.setenv("CTCF_CATALOG", str(catalog))
     monkeypatch.setenv("CTCF_CACHE_DIR", str(cache))

@@ -63,7 +63,7 @@ def manifest(tmp_path_factory) -> Path:
     _phantom(d, "none", 103, "none")
     _crop_ct(d / "chest.nrrd", (96, 104), (20, 84), (30, 94))
     _crop_ct(d / "abdomen.nrrd", (40, 50), (20, 84), (30, 94))
-    (d / "broken.nrrd").write_text("not an image\n")
+    (d / "broken.nrrd").write_text("not an image\n", encoding="utf-8")
     rows = [
         ["path", "id", "label", "mask", "slices", "target"],
         ["right.nrrd", "ph_right", "1", "right_mask.nrrd", "", ""],
@@ -124,7 +124,7 @@ def test_each_volume_gets_explains_outputs_and_one_row_and_the_bad_one_fails_alo
     for i, r in by_id.items():
         assert r["status"] == "ok" and r["error"] == ""
         assert sorted(p.name for p in (out / i).iterdir()) == sorted(OUTPUT_FILES)
-        summary = json.loads((out / i / "summary.json").read_text())
+        summary = json.loads((out / i / "summary.json").read_text(encoding="utf-8"))
         assert float(r["prediction_counterfactual"]) == pytest.approx(summary["predictions"]["counterfactual"])
         assert float(r["lambda"]) == summary["output_chunk"]["lambda"]
         assert (int(r["chunk_start"]), int(r["chunk_end"])) == (
@@ -134,9 +134,9 @@ def test_each_volume_gets_explains_outputs_and_one_row_and_the_bad_one_fails_alo
         assert float(r["seconds"]) > 0 and float(r["peak_memory_mb"]) > 0
         assert float(r["prediction_counterfactual_min"]) <= float(r["prediction_reconstruction"])
     # the row's own slices and target
-    abdomen = json.loads((out / "ct_abdomen" / "summary.json").read_text())
+    abdomen = json.loads((out / "ct_abdomen" / "summary.json").read_text(encoding="utf-8"))
     assert abdomen["slices"] == [2, 10] and by_id["ct_abdomen"]["target"] == "pleural effusion"
-    assert json.loads((out / "ct_chest" / "summary.json").read_text())["slices"] == [0, 8]
+    assert json.loads((out / "ct_chest" / "summary.json").read_text(encoding="utf-8"))["slices"] == [0, 8]
     # masks give the heatmap's share inside them, measured from the written heatmap
     for i in ("ph_right", "ph_left"):
         heat = read_volume(out / i / "heatmap.nrrd").array
@@ -153,7 +153,7 @@ def test_local_and_ray_give_the_same_results(local_run, ray_run):
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]  # noqa: E731
     assert strip(_results(a)) == strip(_results(b))
     for i in IDS[:-1]:
-        assert (a / i / "chunks.csv").read_text() == (b / i / "chunks.csv").read_text()
+        assert (a / i / "chunks.csv").read_text(encoding="utf-8") == (b / i / "chunks.csv").read_text(encoding="utf-8")
         np.testing.assert_array_equal(
             read_volume(a / i / "counterfactual.nrrd").array, read_volume(b / i / "counterfactual.nrrd").array
         )
@@ -173,8 +173,8 @@ def test_batch_outputs_equal_ctcf_explain(local_run, manifest, tmp_path):
         np.testing.assert_array_equal(a.array, b.array)
         assert a.geometry == b.geometry
     assert read_chunks_csv(out / "ct_chest" / "chunks.csv") == read_chunks_csv(single / "chunks.csv")
-    s_batch = json.loads((out / "ct_chest" / "summary.json").read_text())
-    s_single = json.loads((single / "summary.json").read_text())
+    s_batch = json.loads((out / "ct_chest" / "summary.json").read_text(encoding="utf-8"))
+    s_single = json.loads((single / "summary.json").read_text(encoding="utf-8"))
     differ = {"timings_s", "peak_memory_mb", "memory"}
     assert {k: v for k, v in s_batch.items() if k not in differ} == {
         k: v for k, v in s_single.items() if k not in differ
@@ -197,12 +197,12 @@ def test_rerun_skips_finished_volumes_and_retry_failed_runs_the_failed_again(loc
 def test_rerun_with_other_options_is_refused(local_run, manifest, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(local_run[0], out)
-    before = (out / BATCH_RESULTS_CSV).read_text()
+    before = (out / BATCH_RESULTS_CSV).read_text(encoding="utf-8")
     argv = ["batch", manifest, "--out", out, *MODELS, *OPTIONS[:2], "--chunk-size", "2", *OPTIONS[4:]]
     assert run_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ctcf: error:") and "chunk_size 4 there, 2 now" in err and "\n" not in err
-    assert (out / BATCH_RESULTS_CSV).read_text() == before
+    assert (out / BATCH_RESULTS_CSV).read_text(encoding="utf-8") == before
 
 
 @pytest.mark.parametrize(
@@ -217,7 +217,7 @@ def test_rerun_with_other_options_is_refused(local_run, manifest, tmp_path, caps
 )
 def test_a_malformed_manifest_stops_before_any_work(tmp_path, capsys, content, message):
     m = tmp_path / "m.csv"
-    m.write_text(content)
+    m.write_text(content, encoding="utf-8")
     assert _batch(m, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ctcf: error: manifest") and message in err and "\n" not in err
@@ -226,9 +226,9 @@ def test_a_malformed_manifest_stops_before_any_work(tmp_path, capsys, content, m
 
 def test_a_killed_run_resumes_without_recomputing_the_finished_volumes(manifest, tmp_path):
     """SIGKILL (a crash, not a clean Ctrl-C) once the first volume is in results.csv; the rerun does the rest."""
-    lines = manifest.read_text().splitlines()
+    lines = manifest.read_text(encoding="utf-8").splitlines()
     m = manifest.parent / "three.csv"  # beside the volumes: the manifest's paths are relative to it
-    m.write_text("\n".join(lines[:4]) + "\n")
+    m.write_text("\n".join(lines[:4]) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     argv = ["batch", m, "--out", out, *MODELS, *OPTIONS[:-1], "json", "--workers", "1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -297,7 +297,9 @@ def test_a_ray_worker_killed_mid_volume_is_restarted_and_the_volume_completes(ma
 def test_evaluate_on_ray_gives_the_local_pools_numbers(manifest, tmp_path, ray_session):
     d = manifest.parent
     cohort = tmp_path / "cohort.csv"
-    cohort.write_text(f"path,label,mask\n{d / 'right.nrrd'},1,{d / 'right_mask.nrrd'}\n{d / 'none.nrrd'},0,\n")
+    cohort.write_text(
+        f"path,label,mask\n{d / 'right.nrrd'},1,{d / 'right_mask.nrrd'}\n{d / 'none.nrrd'},0,\n", encoding="utf-8"
+    )
     argv = ["evaluate", "--cohort", cohort, "--chunk-size", "4", "--chunk-sizes", "joint", "--lungsize-volumes", "0"]
     argv += ["--no-saliency", "--progress", "none"]
     assert run_main([*argv, "--out", tmp_path / "local", "--workers", "1"]) == 0
@@ -305,7 +307,7 @@ def test_evaluate_on_ray_gives_the_local_pools_numbers(manifest, tmp_path, ray_s
     for name in ("volumes.csv", "sweep.csv", "localization.csv"):
         a, b = (_results_like(tmp_path / ex / name) for ex in ("local", "ray"))
         assert a == b and len(a) >= 1
-    meta = json.loads((tmp_path / "ray" / "evaluation.json").read_text())["meta"]
+    meta = json.loads((tmp_path / "ray" / "evaluation.json").read_text(encoding="utf-8"))["meta"]
     assert meta["executor"] == "ray" and "--executor ray" in meta["command"]
 
 

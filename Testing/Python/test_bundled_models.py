@@ -25,7 +25,7 @@ def test_catalog_entries_match_their_files_and_stay_small():
     assert entries["demo-effusion"].targets == ["pleural effusion"]
     assert entries["demo-lungsize"].targets == ["lung size"]
     for e in entries.values():  # the input convention travels with the catalog entry
-        sidecar = json.loads(e.path().with_suffix(".json").read_text())
+        sidecar = json.loads(e.path().with_suffix(".json").read_text(encoding="utf-8"))
         assert e.convention == sidecar["convention"] and e.convention["window"] == [-1000.0, 1000.0]
 
 
@@ -53,7 +53,7 @@ def demo_run(tmp_path_factory):
 
 def test_bundled_models_are_trained_on_real_anatomy():
     entries = read_catalog()
-    vq = json.loads(entries["demo-vqgan"].path().with_suffix(".json").read_text())
+    vq = json.loads(entries["demo-vqgan"].path().with_suffix(".json").read_text(encoding="utf-8"))
     assert vq["convention"]["size"] == 128 and vq["training"]["real_cts"] == ["ct.nii.gz", "example_ct.nii.gz"]
     heldout = vq["training"]["heldout_lung_pet_ct_dx_A0001"]
     assert set(heldout) == {"mae_hu_body", "slope", "intercept_hu"}
@@ -97,7 +97,7 @@ def test_demo_heatmap_sits_on_the_effusion(demo_run):
         # the heatmap is denser near the effusion than over the body as a whole
         assert share > r["effusion_dilated_share_of_body"], (mode, share)
         assert r[mode]["heatmap_share_in_effusion"] <= share
-    summary = json.loads((out / "scan" / "summary.json").read_text())
+    summary = json.loads((out / "scan" / "summary.json").read_text(encoding="utf-8"))
     assert summary["demo"]["heatmap_share_in_effusion_dilated_5mm"] == pytest.approx(
         r["scan"]["heatmap_share_in_effusion_dilated_5mm"]
     )
@@ -111,4 +111,4 @@ def test_demo_writes_everything(demo_run):
         for name in ("counterfactual.nrrd", "heatmap.nrrd", "chunks.csv", "predictions.png", "summary.json"):
             assert (out / mode / name).is_file(), (mode, name)
     assert CATALOG_PATH.is_file()
-    assert np.isfinite(json.loads((out / "demo.json").read_text())["scan"]["predictions"]["input"])
+    assert np.isfinite(json.loads((out / "demo.json").read_text(encoding="utf-8"))["scan"]["predictions"]["input"])

@@ -17,8 +17,8 @@ def test_clear_removes_downloads_and_hashes_only(tmp_path):
             path.write_bytes(b"x" * 1000)
             written += 1000
     (cache / downloadable[0].name / "weights.pt.part").write_bytes(b"y" * 10)  # an interrupted download
-    (cache / HASHES_FILE).write_text("{}")
-    (cache / "notes.txt").write_text("the user's own file")
+    (cache / HASHES_FILE).write_text("{}", encoding="utf-8")
+    (cache / "notes.txt").write_text("the user's own file", encoding="utf-8")
     files = cached_files(cache)
     assert len(files) == sum(len(e.files) for e in downloadable[:2]) + 2
     freed = clear_cache(cache)

@@ -131,9 +131,18 @@ def test_scan_volumes_keep_input_geometry(scan_run, small_ct):
         assert b"encoding: raw" in header
 
 
-def test_scan_heatmap_and_difference(scan_run):
+def _reference(out: Path, summary: dict, input_path: Path) -> np.ndarray:
+    """What the CF is compared with: the input (detail CF) or the reconstruction (decoded CF)."""
+    assert (
+        summary["difference"]
+        == f"counterfactual - {'input' if summary['counterfactual'] == 'detail' else 'reconstruction'}"
+    )
+    return _array(input_path if summary["counterfactual"] == "detail" else out / "reconstruction.nrrd")
+
+
+def test_scan_heatmap_and_difference(scan_run, small_ct):
     out = scan_run["out"]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     a, b = summary["output_chunk"]["start"], summary["output_chunk"]["end"]
     s0, s1 = SCAN_SLICES
 
@@ -148,11 +157,11 @@ def test_scan_heatmap_and_difference(scan_run):
     assert diff_img.GetPixelID() == sitk.sitkFloat32
     diff = sitk.GetArrayFromImage(diff_img)
     cf = _array(out / "counterfactual.nrrd").astype(np.float64)
-    recon = _array(out / "reconstruction.nrrd").astype(np.float64)
-    np.testing.assert_allclose(diff, cf - recon, rtol=0, atol=1e-2)
+    ref = _reference(out, summary, small_ct).astype(np.float64)
+    np.testing.assert_allclose(diff, cf - ref, rtol=0, atol=1e-2)
     assert s0 <= a < b <= s1
     assert np.all(diff[:a] == 0) and np.all(diff[b:] == 0)
-    assert np.array_equal(cf[:a], recon[:a]) and np.array_equal(cf[b:], recon[b:])
+    assert np.array_equal(cf[:a], ref[:a]) and np.array_equal(cf[b:], ref[b:])
     if summary["output_chunk"]["lambda"] != 0:
         assert np.abs(diff[a:b]).max() > 0  # a shifted latent decodes to different slices
 
@@ -174,7 +183,7 @@ def test_scan_chunks_csv(scan_run):
 
 def test_scan_cf_is_chunk_with_lowest_prediction(scan_run):
     out = scan_run["out"]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     _, rows = _read_csv(out / "chunks.csv")
     lowest = min(rows, key=lambda r: float(r["prediction_min"]))
     assert summary["output_chunk"]["start"] == int(lowest["chunk_start"])
@@ -185,7 +194,7 @@ def test_scan_cf_is_chunk_with_lowest_prediction(scan_run):
 
 def test_scan_summary(scan_run, small_ct, tiny_model_files):
     out = scan_run["out"]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     ae, clf = tiny_model_files
 
     geometry = read_volume(small_ct).geometry
@@ -224,16 +233,16 @@ def test_joint_mode_one_chunk_changes_only_the_range(tmp_path, small_ct, tiny_mo
     assert run_main([*argv, "--slices", "6:14", "--progress", "none", *QUICK_SEARCH]) == 0
     _, rows = _read_csv(out / "chunks.csv")
     assert [(int(r["chunk_start"]), int(r["chunk_end"])) for r in rows] == [(6, 14)]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["mode"] == "joint"
     assert summary["target"] == {"name": "lung size", "index": 1}
     assert (summary["output_chunk"]["start"], summary["output_chunk"]["end"]) == (6, 14)
     assert len(summary["lambdas"]) == 1
     cf = _array(out / "counterfactual.nrrd")
-    recon = _array(out / "reconstruction.nrrd")
-    assert np.array_equal(cf[:6], recon[:6]) and np.array_equal(cf[14:], recon[14:])
+    ref = _reference(out, summary, small_ct)
+    assert np.array_equal(cf[:6], ref[:6]) and np.array_equal(cf[14:], ref[14:])
     assert summary["output_chunk"]["lambda"] < 0
-    assert not np.array_equal(cf[6:14], recon[6:14])
+    assert not np.array_equal(cf[6:14], ref[6:14])
     heat = _array(out / "heatmap.nrrd")
     assert np.all(heat[:6] == 0) and np.all(heat[14:] == 0)
 
@@ -249,7 +258,7 @@ def test_dicom_folder_input_keeps_dicom_geometry(tmp_path, tiny_model_files):
         _assert_same_geometry(out / name, expected)
     _, rows = _read_csv(out / "chunks.csv")
     assert [(int(r["chunk_start"]), int(r["chunk_end"])) for r in rows] == [(8, 12), (12, 16)]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["input"]["geometry"]["size"] == [512, 512, 20]
 
 
@@ -377,7 +386,7 @@ def test_interrupt_keeps_existing_folder_as_it_was(tmp_path, long_ct, tiny_model
     out = tmp_path / "previous"
     out.mkdir()
     old = out / "summary.json"
-    old.write_text('{"old": true}\n')
+    old.write_text('{"old": true}\n', encoding="utf-8")
     os.utime(old, (1_000_000_000, 1_000_000_000))
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
     result = _interrupt_during_search(long_ct, out, tiny_model_files, signal.SIGTERM)
@@ -428,7 +437,7 @@ def test_demo_command_runs_the_bundled_demo(wheel_demo):
     )
     for mode in ("scan", "joint"):
         assert sorted(p.name for p in (out / mode).iterdir()) == sorted(OUTPUT_FILES)
-        summary = json.loads((out / mode / "summary.json").read_text())
+        summary = json.loads((out / mode / "summary.json").read_text(encoding="utf-8"))
         assert summary["target"]["name"] == "pleural effusion" and summary["mode"] == mode
         expected = read_volume(out / "input.nrrd").geometry
         for name in VOLUME_OUTPUTS:

@@ -122,7 +122,7 @@ def test_explain_with_catalog_names(served, capsys, small_ct, tmp_path):
         *common,
     )
     assert rc == 0, err
-    summary = json.loads((out_dir / "summary.json").read_text())
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     ae, clf = summary["models"]["autoencoder"], summary["models"]["classifier"]
     assert ae["name"] == "tiny-vqgan" and ae["path"] == str(served.cached("tiny-vqgan", VQ + ".ckpt"))
     assert ae["config"]["path"] == str(served.cached("tiny-vqgan", VQ + ".yaml"))
@@ -137,7 +137,9 @@ def test_explain_with_catalog_names(served, capsys, small_ct, tmp_path):
     ckpt = tmp_path / "mine" / "vq.ckpt"
     ckpt.parent.mkdir()
     ckpt.write_bytes(served.data[VQ + ".ckpt"])
-    ckpt.with_suffix(".json").write_text(json.dumps({"convention": tiny_autoencoder(0).convention.to_dict()}))
+    ckpt.with_suffix(".json").write_text(
+        json.dumps({"convention": tiny_autoencoder(0).convention.to_dict()}), encoding="utf-8"
+    )
     clf_path = served.cached("tiny-clf", "tiny_classifier.pt")
     args = [
         "explain",
@@ -155,7 +157,7 @@ def test_explain_with_catalog_names(served, capsys, small_ct, tmp_path):
     assert rc == 2 and "--trust-checkpoint" in err
     rc, _, err = _run(capsys, *args, "--out", str(tmp_path / "p"), "--trust-checkpoint", *common)
     assert rc == 0, err
-    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text(encoding="utf-8"))
     assert summary["models"]["classifier"]["format"] == "torchscript"
     assert summary["target"]["name"] == "effusion"  # the sidecar's names: a path has no catalog entry
 

@@ -285,7 +285,7 @@ def test_every_command_has_a_documented_example(parser, documented_commands):
 
 
 def test_every_option_of_the_cli_is_in_the_cli_page(parser):
-    text = CLI_PAGE.read_text()
+    text = CLI_PAGE.read_text(encoding="utf-8")
     undocumented = sorted(o for o in all_option_strings(parser) if not re.search(re.escape(o) + r"(?![\w-])", text))
     assert undocumented == [], f"options missing from docs/cli.md: {undocumented}"
 
@@ -314,7 +314,7 @@ slurm` (wrapped inside the paragraph); `ctcf models` names the group.
 
 def test_the_command_check_fails_on_broken_lines(parser, tmp_path):
     page = tmp_path / "broken.md"
-    page.write_text(BROKEN_PAGE)
+    page.write_text(BROKEN_PAGE, encoding="utf-8")
     found = command_lines(page)
     problems = [command_problem(parser, cmd) for cmd in found]
     assert [cmd.complete for cmd in found] == [True, True, True, True, False, False, False, False]
@@ -332,12 +332,13 @@ def test_the_command_check_fails_on_broken_lines(parser, tmp_path):
 def test_the_link_check_fails_on_a_missing_file_or_heading(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "other.md").write_text("# Other page\n\n## `ctcf explain`: the options\n")
+    (tmp_path / "docs" / "other.md").write_text("# Other page\n\n## `ctcf explain`: the options\n", encoding="utf-8")
     page = tmp_path / "docs" / "page.md"
     page.write_text(
         "# Title\n\n[fine](other.md#ctcf-explain-the-options) ![img](missing.png) [up](../README.md)\n"
         "[anchor](#title) [bad anchor](other.md#no-such-heading) [web](https://example.org/x.md)\n\n"
-        "```\n[not a link](nowhere.md)\n```\n"
+        "```\n[not a link](nowhere.md)\n```\n",
+        encoding="utf-8",
     )
     assert link_problems(page) == [
         "docs/page.md:3: missing.png: no such file",

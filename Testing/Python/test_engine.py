@@ -20,8 +20,8 @@ from CTCounterfactualLib.models.classifier import Classifier
 from CTCounterfactualLib.params import SearchParams
 from CTCounterfactualLib.training.tiny_models import center_classifier, tiny_autoencoder, tiny_classifier
 
-# a search that does real work on the random tiny models: big steps, no lambda cap
-ACTIVE_SEARCH = SearchParams(step_size=1e4, max_steps=1e9, lambda_scale="reference")
+# a search that does real work on the random tiny models: big steps, no lambda cap; the reference's decoded CF
+ACTIVE_SEARCH = SearchParams(step_size=1e4, max_steps=1e9, lambda_scale="reference", counterfactual="decoded")
 # the fast path at the input's resolution with the reference's output map: what must equal --faithful
 EXACT = dict(search_resolution="input", output_map="reference")
 
@@ -134,7 +134,7 @@ def test_slices_the_classifier_ignores_are_not_searched_and_not_changed(ct):
         clf.convention,
         name="blind",
     )
-    cfg = dict(target=0, chunk_size=8, search=SearchParams(max_steps=200), batch_size=8)
+    cfg = dict(target=0, chunk_size=8, search=SearchParams(max_steps=200, counterfactual="decoded"), batch_size=8)
     fast = explain(ct, ae, blind, ExplainConfig(**cfg, **EXACT))
     slow = explain(ct, ae, blind, ExplainConfig(**cfg, faithful=True))
     assert [c.stop_reason == ZERO_GRADIENT for c in fast.chunks] == [False, True, True]
@@ -168,7 +168,8 @@ def test_joint_search_progress_counts_decodes_up_to_an_exact_end(ct, faithful):
     """One chunk (joint): the bar counts evaluated lambdas against the most still possible, so it has a time left."""
     ae, clf = _models(ct)
     events: list[tuple[str, int, int]] = []
-    search = SearchParams(max_steps=200, lambda_sweep_steps=4)  # at most 12 search steps + 2 sweep frames
+    # at most 12 search steps + 2 sweep frames
+    search = SearchParams(max_steps=200, lambda_sweep_steps=4, counterfactual="decoded")
     cfg = ExplainConfig(target=0, mode="joint", search=search, faithful=faithful, **({} if faithful else EXACT))
     r = explain(ct, ae, clf, cfg, progress=lambda stage, done, total, msg: events.append((stage, done, total)))
     counted = [(d, t) for stage, d, t in events if stage == "search"][1:-1]  # between "started" and "done"

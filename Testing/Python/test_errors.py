@@ -86,7 +86,7 @@ def _prepare(root: Path, small_ct: Path, models: tuple[Path, Path]) -> dict[str,
 
     # models that do not fit
     ckpt = torch.load(ae, map_location="cpu", weights_only=True)
-    sidecar_ae = json.loads(ae.with_suffix(".json").read_text())
+    sidecar_ae = json.loads(ae.with_suffix(".json").read_text(encoding="utf-8"))
     bad_models = root / "bad_models"
     bad_models.mkdir()
     reshaped = dict(ckpt["state_dict"])
@@ -97,14 +97,14 @@ def _prepare(root: Path, small_ct: Path, models: tuple[Path, Path]) -> dict[str,
     for case, state in (("vqgan_tensor_reshaped", reshaped), ("vqgan_tensor_removed", removed)):
         path = bad_models / f"{case}.ckpt"
         torch.save({"state_dict": state, "epoch": 3}, path)
-        path.with_suffix(".json").write_text(json.dumps(sidecar_ae))
+        path.with_suffix(".json").write_text(json.dumps(sidecar_ae), encoding="utf-8")
         ae_paths[case] = path
-    sidecar_clf = json.loads(clf.with_suffix(".json").read_text())
+    sidecar_clf = json.loads(clf.with_suffix(".json").read_text(encoding="utf-8"))
     assert len(sidecar_clf["targets"]) == 2
     three_targets = bad_models / "three_targets.pt"
     shutil.copyfile(clf, three_targets)
     three_targets.with_suffix(".json").write_text(
-        json.dumps({**sidecar_clf, "targets": ["effusion", "lung size", "nodule"]})
+        json.dumps({**sidecar_clf, "targets": ["effusion", "lung size", "nodule"]}), encoding="utf-8"
     )
     bare = bad_models / "bare_classifier.pt"
     shutil.copyfile(clf, bare)

@@ -69,16 +69,20 @@ def tiny_run(tmp_path_factory):
         "2",
         "--lungsize-volumes",
         "1",
+        "--variants",
+        "detail-joint",
+        "--sanity-volumes",
+        "0",
         "--progress",
         "none",
     ]
     assert main(argv) == 0
-    return out, json.loads((out / "evaluation.json").read_text())
+    return out, json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
 
 
 def test_report_has_every_part_filled_from_the_run(tiny_run):
     out, doc = tiny_run
-    text = (out / "report.md").read_text()
+    text = (out / "report.md").read_text(encoding="utf-8")
     for heading in SECTIONS:
         assert heading in text, heading
     t1 = doc["summary"]["table1"]["rows"]
@@ -116,7 +120,8 @@ def test_statistics_saliency_identity_and_lung_size(tiny_run):
     loc = _rows(out / "localization.csv")
     methods = {r["method"] for r in loc}
     assert {"Saliency", "InputXGradient", "GuidedBackprop", "GradCAM"} <= methods
-    assert len(loc) == 3 * 6  # three positives with a mask, two Latent Shift maps and four baselines
+    # three positives with a mask: two reference Latent Shift maps, the variant's heatmap and change, four baselines
+    assert len(loc) == 3 * 8
     for r in loc:
         for key in ("share_in_mask", "share_in_dilated"):
             assert 0.0 <= float(r[key]) <= 1.0
@@ -138,7 +143,9 @@ def test_csv_cohort_of_the_users_volumes(tmp_path):
     write_volume(pos.hu, pos.geometry, tmp_path / "data" / "a.nrrd")
     write_volume((pos.labels == LABELS["effusion"]).astype(np.uint8), pos.geometry, tmp_path / "data" / "a_mask.nrrd")
     write_volume(neg.hu, neg.geometry, tmp_path / "data" / "b.nii.gz")
-    (tmp_path / "cohort.csv").write_text("path,label,mask\ndata/a.nrrd,1,data/a_mask.nrrd\ndata/b.nii.gz,0,\n")
+    (tmp_path / "cohort.csv").write_text(
+        "path,label,mask\ndata/a.nrrd,1,data/a_mask.nrrd\ndata/b.nii.gz,0,\n", encoding="utf-8"
+    )
     out = tmp_path / "report"
     argv = [
         "evaluate",
@@ -154,6 +161,10 @@ def test_csv_cohort_of_the_users_volumes(tmp_path):
         "1",
         "--lungsize-volumes",
         "0",
+        "--variants",
+        "detail-joint",
+        "--sanity-volumes",
+        "0",
         "--progress",
         "none",
     ]
@@ -164,17 +175,17 @@ def test_csv_cohort_of_the_users_volumes(tmp_path):
     for r, name in zip(rows, ("a.nrrd", "b.nii.gz"), strict=True):
         assert float(r["input"]) == pytest.approx(_score(clf, read_volume(tmp_path / "data" / name).array), abs=1e-5)
     assert {r["name"] for r in _rows(out / "localization.csv")} == {rows[0]["name"]}
-    assert "## 5. Lung size" in (out / "report.md").read_text()
+    assert "## 5. Lung size" in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_bad_cohorts_fail_in_one_line_naming_the_volume(tmp_path, capsys):
     ph = make_phantom(random_effusion_spec(5, True, slices=SLICES))
     write_volume(ph.hu, ph.geometry, tmp_path / "a.nrrd")
     write_volume(ph.hu[:4], dataclasses.replace(ph.geometry, size=(128, 128, 4)), tmp_path / "short.nrrd")
-    (tmp_path / "bad_label.csv").write_text("path,label\na.nrrd,maybe\n")
+    (tmp_path / "bad_label.csv").write_text("path,label\na.nrrd,maybe\n", encoding="utf-8")
     assert main(["evaluate", "--out", str(tmp_path / "o"), "--cohort", str(tmp_path / "bad_label.csv")]) == 2
     assert "label 'maybe' is not 0/1" in capsys.readouterr().err
-    (tmp_path / "bad_mask.csv").write_text("path,label,mask\na.nrrd,1,short.nrrd\n")
+    (tmp_path / "bad_mask.csv").write_text("path,label,mask\na.nrrd,1,short.nrrd\n", encoding="utf-8")
     assert (
         main(
             ["evaluate", "--out", str(tmp_path / "o"), "--cohort", str(tmp_path / "bad_mask.csv"), "--progress", "none"]

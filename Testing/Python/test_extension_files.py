@@ -10,7 +10,7 @@ MODULE = ROOT / "CTCounterfactual"
 
 
 def _listed(variable: str) -> set[str]:
-    text = (MODULE / "CMakeLists.txt").read_text()
+    text = (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     block = re.search(rf"set\({variable}\n(.*?)\n  \)", text, re.S).group(1)
     return {line.strip().replace("${MODULE_NAME}", "CTCounterfactual") for line in block.splitlines() if line.strip()}
 
@@ -28,7 +28,7 @@ def test_every_listed_resource_exists():
 
 
 def test_top_level_extension_metadata():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in (
         "EXTENSION_HOMEPAGE",
         "EXTENSION_CONTRIBUTORS",
@@ -38,7 +38,7 @@ def test_top_level_extension_metadata():
     ):
         assert re.search(rf'set\({key} "[^"]+"\)', text), key
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in text and "add_subdirectory(CTCounterfactual)" in text
-    assert "WITH_GENERIC_TESTS" in (MODULE / "CMakeLists.txt").read_text()
+    assert "WITH_GENERIC_TESTS" in (MODULE / "CMakeLists.txt").read_text(encoding="utf-8")
     screenshot = re.search(r'EXTENSION_SCREENSHOTURLS ".*?/main/(.*?)"', text).group(1)
     icon = re.search(r'EXTENSION_ICONURL ".*?/main/(.*?)"', text).group(1)
     assert (ROOT / screenshot).is_file() and (ROOT / icon).is_file()

@@ -73,7 +73,7 @@ class _Flat0(nn.Module):
 def _classifier(folder: Path, name: str, module: nn.Module, sidecar: dict) -> Path:
     path = folder / f"{name}.pt"
     save_torchscript(module.eval(), path)
-    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    path.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
     return path
 
 
@@ -89,8 +89,8 @@ def hostile(tmp_path_factory, small_ct, tiny_model_files) -> dict:
     f: dict = {"root": root, "ae": ae, "clf": clf, "ct": small_ct}
     vol = read_volume(small_ct)
     geo = vol.geometry
-    ae_meta = json.loads(ae.with_suffix(".json").read_text())
-    clf_meta = json.loads(clf.with_suffix(".json").read_text())
+    ae_meta = json.loads(ae.with_suffix(".json").read_text(encoding="utf-8"))
+    clf_meta = json.loads(clf.with_suffix(".json").read_text(encoding="utf-8"))
     models = root / "models"
     models.mkdir()
 
@@ -108,32 +108,32 @@ def hostile(tmp_path_factory, small_ct, tiny_model_files) -> dict:
     f["whole.nii.gz"] = root / "whole.nii.gz"
 
     # autoencoders
-    (models / "text.ckpt").write_text("model weights: see the wiki\n")
-    (models / "text.json").write_text(json.dumps(ae_meta))
+    (models / "text.ckpt").write_text("model weights: see the wiki\n", encoding="utf-8")
+    (models / "text.json").write_text(json.dumps(ae_meta), encoding="utf-8")
     f["ae_text"] = models / "text.ckpt"
     for name, arch in (
         ("arch_unknown", {**ae_meta["architecture"], "depth": 3}),
         ("arch_typed", {**ae_meta["architecture"], "ch": "8"}),
     ):
         shutil.copyfile(ae, models / f"{name}.ckpt")
-        (models / f"{name}.json").write_text(json.dumps({**ae_meta, "architecture": arch}))
+        (models / f"{name}.json").write_text(json.dumps({**ae_meta, "architecture": arch}), encoding="utf-8")
         f[f"ae_{name}"] = models / f"{name}.ckpt"
     shutil.copyfile(ae, models / "no_convention.ckpt")
     no_conv = {k: v for k, v in ae_meta.items() if k != "convention"}
-    (models / "no_convention.json").write_text(json.dumps(no_conv))
+    (models / "no_convention.json").write_text(json.dumps(no_conv), encoding="utf-8")
     f["ae_no_convention"] = models / "no_convention.ckpt"
-    (models / "convention_only.json").write_text(json.dumps(ae_meta["convention"]))
+    (models / "convention_only.json").write_text(json.dumps(ae_meta["convention"]), encoding="utf-8")
     f["convention_file"] = models / "convention_only.json"
     ckpt = torch.load(ae, map_location="cpu", weights_only=True)
     state = dict(ckpt["state_dict"])
     state["decoder.conv_out.bias"] = torch.full_like(state["decoder.conv_out.bias"], float("nan"))
     torch.save({"state_dict": state}, models / "nan_decoder.ckpt")
-    (models / "nan_decoder.json").write_text(json.dumps(ae_meta))
+    (models / "nan_decoder.json").write_text(json.dumps(ae_meta), encoding="utf-8")
     f["ae_nan_decoder"] = models / "nan_decoder.ckpt"
     shutil.copyfile(ae, models / "list_sidecar.ckpt")
-    (models / "list_sidecar.json").write_text("[1, 2]")
+    (models / "list_sidecar.json").write_text("[1, 2]", encoding="utf-8")
     f["ae_list_sidecar"] = models / "list_sidecar.ckpt"
-    (models / "broken.yaml").write_text("model:\n  params: [1, 2\n  ddconfig: {ch: 8}\n")
+    (models / "broken.yaml").write_text("model:\n  params: [1, 2\n  ddconfig: {ch: 8}\n", encoding="utf-8")
     f["broken_yaml"] = models / "broken.yaml"
 
     # classifiers
@@ -147,7 +147,7 @@ def hostile(tmp_path_factory, small_ct, tiny_model_files) -> dict:
         ("sigmoid_yes", {**clf_meta, "apply_sigmoid": "yes"}),
     ):
         shutil.copyfile(clf, models / f"{name}.pt")
-        (models / f"{name}.json").write_text(json.dumps(meta))
+        (models / f"{name}.json").write_text(json.dumps(meta), encoding="utf-8")
         f[f"clf_{name}"] = models / f"{name}.pt"
 
     # volumes that are not plausible CT
@@ -172,10 +172,10 @@ def hostile(tmp_path_factory, small_ct, tiny_model_files) -> dict:
     (root / "swept" / "sweep").mkdir(parents=True)
     shutil.copyfile(small_ct, root / "swept" / "sweep" / "frame_00.nrrd")
     f["swept"] = root / "swept"
-    (root / "a_file").write_text("not a folder\n")
+    (root / "a_file").write_text("not a folder\n", encoding="utf-8")
     f["a_file"] = root / "a_file"
     (root / "no_dicom").mkdir()
-    (root / "no_dicom" / "notes.txt").write_text("no images here\n")
+    (root / "no_dicom" / "notes.txt").write_text("no images here\n", encoding="utf-8")
     f["no_dicom"] = root / "no_dicom"
     return f
 
@@ -401,7 +401,7 @@ def test_implausible_input_warns_on_the_cli_and_in_the_summary(capfd, hostile, t
     code, stdout, err = _run(capfd, *_explain(hostile, hostile["uint8"], out))
     assert code == 0, err
     warnings = [line for line in err.splitlines() if line.startswith("ctcf: warning: ")]
-    summary = json.loads((out / SUMMARY_JSON).read_text())
+    summary = json.loads((out / SUMMARY_JSON).read_text(encoding="utf-8"))
     assert [w.removeprefix("ctcf: warning: ") for w in warnings] == summary["warnings"]
     assert any("uint8" in w for w in summary["warnings"])
     assert any("darkest" in w for w in summary["warnings"])
@@ -412,7 +412,7 @@ def test_counterfactual_that_does_not_lower_the_prediction_is_flagged(capfd, hos
     out = tmp_path / "out"
     code, stdout, err = _run(capfd, *_explain(hostile, hostile["ct"], out, clf=hostile["clf_constant"]))
     assert code == 0, err
-    summary = json.loads((out / SUMMARY_JSON).read_text())
+    summary = json.loads((out / SUMMARY_JSON).read_text(encoding="utf-8"))
     assert [flag["code"] for flag in summary["flags"]] == ["cf_not_lower"]
     assert "FLAGGED, not an explanation" in stdout and "[cf_not_lower]" in stdout
 
@@ -421,7 +421,7 @@ def test_a_normal_run_has_no_warnings_and_no_flags(capfd, hostile, tmp_path):
     out = tmp_path / "out"
     code, stdout, err = _run(capfd, *_explain(hostile, hostile["ct"], out))
     assert code == 0, err
-    summary = json.loads((out / SUMMARY_JSON).read_text())
+    summary = json.loads((out / SUMMARY_JSON).read_text(encoding="utf-8"))
     # the input is plausible CT: no input warning; the tiny random autoencoder may still get its fidelity
     # warning (a check of the model, not of the input), printed once like every warning
     input_warnings = [w for w in summary["warnings"] if not w.startswith("the autoencoder reconstructs")]
@@ -462,8 +462,8 @@ def test_models_verify_with_unexpected_hashes_json(capfd, tmp_path, content):
     entry = get_entry("ct-vqgan")
     for mf in entry.files:  # the published files placed by hand, so that verify reads the record
         (tmp_path / entry.name).mkdir(exist_ok=True)
-        (tmp_path / entry.name / mf.name).write_text("placed by hand\n")
-    (tmp_path / "hashes.json").write_text(content)
+        (tmp_path / entry.name / mf.name).write_text("placed by hand\n", encoding="utf-8")
+    (tmp_path / "hashes.json").write_text(content, encoding="utf-8")
     code, _, err = _run(capfd, "models", "verify", "ct-vqgan", "--cache-dir", tmp_path)
     assert "unexpected content" in _one_error_line(code, err)
 

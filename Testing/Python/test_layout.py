@@ -68,7 +68,7 @@ def test_imports_go_down_and_stay_public(path: Path):
 
 def test_every_file_says_its_job():
     for path in _engine_files():
-        doc = ast.get_docstring(ast.parse(path.read_text()))
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
         assert doc and doc.strip(), f"{path.relative_to(ENGINE)} has no opening docstring"
 
 

@@ -119,7 +119,7 @@ def test_batch_size_shrinks_under_a_tight_budget(tmp_path, small_ct):
     mem = summary["memory"]
     assert mem["batch_size_requested"] == 8 and mem["batch_size"] == summary["batch_size"] == 3
     assert mem["available_mb"] == round(budget / 2**20, 1)
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["memory"] == mem
+    assert json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))["memory"] == mem
     with pytest.raises(OutOfMemory, match="needs about"):
         choose_batch_size(profile, shape, (0, 24), "scan", 8, int(est[0] / HEADROOM) - 2**20, 8)
 

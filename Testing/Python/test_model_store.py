@@ -196,7 +196,7 @@ def test_pickle_policy(served):
     hashes = served.cache / "hashes.json"
     hashes.unlink()  # as if the user had downloaded the files by hand
     assert not resolve_model("tiny-vqgan", "autoencoder").trusted
-    assert json.loads(hashes.read_text())[f"tiny-vqgan/{VQ}.ckpt"]["how"] == "verify"
+    assert json.loads(hashes.read_text(encoding="utf-8"))[f"tiny-vqgan/{VQ}.ckpt"]["how"] == "verify"
     with pytest.raises(CTCFError, match="--trust-checkpoint"):
         open_autoencoder("tiny-vqgan")
     served.damage(ckpt)
@@ -242,9 +242,9 @@ def test_old_catalog_entries_and_register_stay_compatible(tmp_path):
     catalog = tmp_path / "catalog.json"
     model = tmp_path / "m.pt"
     model.write_bytes(b"weights")
-    (tmp_path / "m.json").write_text(json.dumps({"convention": {"size": 64}}))
+    (tmp_path / "m.json").write_text(json.dumps({"convention": {"size": 64}}), encoding="utf-8")
     register(model, "mine", "classifier", ["a"], {"steps": 1}, "note", catalog=catalog)
-    doc = json.loads(catalog.read_text())
+    doc = json.loads(catalog.read_text(encoding="utf-8"))
     assert doc["models"][0] == {
         "name": "mine",
         "kind": "classifier",
@@ -262,19 +262,21 @@ def test_old_catalog_entries_and_register_stay_compatible(tmp_path):
 
     # retraining replaces the weights and the record but keeps the licence written for the entry
     doc["models"][0]["license"] = "Apache-2.0 (trained on X)"
-    catalog.write_text(json.dumps(doc))
+    catalog.write_text(json.dumps(doc), encoding="utf-8")
     model.write_bytes(b"retrained")
     register(model, "mine", "classifier", ["a"], {"steps": 2}, "note", catalog=catalog)
-    (again,) = json.loads(catalog.read_text())["models"]
+    (again,) = json.loads(catalog.read_text(encoding="utf-8"))["models"]
     assert again["license"] == "Apache-2.0 (trained on X)"
     assert again["sha256"] == sha(b"retrained") and again["training"] == {"steps": 2}
 
 
 def test_malformed_entries_are_refused(tmp_path):
     catalog = tmp_path / "c.json"
-    catalog.write_text(json.dumps({"models": [{"name": "x", "kind": "classifier"}]}))
+    catalog.write_text(json.dumps({"models": [{"name": "x", "kind": "classifier"}]}), encoding="utf-8")
     with pytest.raises(CTCFError, match="either a bundled 'file' or downloadable 'files'"):
         read_catalog(catalog)
-    catalog.write_text(json.dumps({"models": [{"name": "x", "kind": "classifier", "files": [{"name": "../a"}]}]}))
+    catalog.write_text(
+        json.dumps({"models": [{"name": "x", "kind": "classifier", "files": [{"name": "../a"}]}]}), encoding="utf-8"
+    )
     with pytest.raises(CTCFError, match="plain file name"):
         read_catalog(catalog)

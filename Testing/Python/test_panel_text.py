@@ -24,7 +24,7 @@ def test_time_left_follows_the_stage_not_the_stages_before_it():
 
 
 def test_results_text_from_a_run(swept_run):
-    summary = json.loads((swept_run / "summary.json").read_text())
+    summary = json.loads((swept_run / "summary.json").read_text(encoding="utf-8"))
     text = results_text(summary)
     chunk = summary["output_chunk"]
     assert f"slices {chunk['start']}-{chunk['end'] - 1}" in text

@@ -292,9 +292,12 @@ def test_merlin_target_names_from_merlins_phenotypes_csv_or_json(tmp_path):
     from CTCounterfactualLib.models.merlin import load_merlin
 
     listed = tmp_path / "codes.json"
-    listed.write_text(json.dumps({"source": "test", "phecodes": [{"phecode": i, "name": f"n{i}"} for i in range(6)]}))
+    listed.write_text(
+        json.dumps({"source": "test", "phecodes": [{"phecode": i, "name": f"n{i}"} for i in range(6)]}),
+        encoding="utf-8",
+    )
     assert load_merlin(path, phecodes=listed).targets == [f"n{i}" for i in range(6)]
-    listed.write_text(json.dumps([{"phecode": "1", "name": "only one"}]))
+    listed.write_text(json.dumps([{"phecode": "1", "name": "only one"}]), encoding="utf-8")
     with pytest.raises(CTCFError, match="lists 1 phecodes but merlin_tiny.pt has 6 outputs"):
         load_merlin(path, phecodes=listed)
 
@@ -357,14 +360,17 @@ def test_entry_point_plugin_is_found_by_open_classifier(tmp_path, monkeypatch):
                 targets = path.read_text().split()
                 return Classifier(module=lambda x: x.mean().repeat(len(targets)), targets=targets, name="probe")
             """
-        )
+        ),
+        encoding="utf-8",
     )
     dist = site / "ctcf_probe_plugin-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ctcf-probe-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[ctcf.classifiers]\nprobe-format = ctcf_probe_plugin:load\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ctcf-probe-plugin\nVersion: 0.1\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text(
+        "[ctcf.classifiers]\nprobe-format = ctcf_probe_plugin:load\n", encoding="utf-8"
+    )
     model = tmp_path / "probe.txt"
-    model.write_text("alpha beta")
+    model.write_text("alpha beta", encoding="utf-8")
 
     with pytest.raises(CTCFError, match="unknown classifier format 'probe-format'"):
         open_classifier(model, "probe-format")

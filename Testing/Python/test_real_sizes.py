@@ -18,7 +18,7 @@ from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bun
 from CTCounterfactualLib.training.tiny_models import TinyVolumeNet, center_classifier, tiny_autoencoder
 
 DATA = Path(__file__).resolve().parents[1] / "Data"
-REFERENCE = SearchParams(step_size=1e4, max_steps=1e9, lambda_scale="reference")
+REFERENCE = SearchParams(step_size=1e4, max_steps=1e9, lambda_scale="reference", counterfactual="decoded")
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_cli_prints_the_fidelity_and_warns_in_one_line(tmp_path, small_ct, tiny_
     argv += ["--slices", "4:8", "--chunk-size", "4", "--progress", "none", "--output-map", "reference"]
     assert run_main([*argv, "--max-steps", "30", "--lambda-sweep-steps", "2"]) == 0
     std = capsys.readouterr()
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["output_map"] == "reference" and summary["lambda_scale"] == "auto"
     assert "autoencoder fidelity in the body: mean error" in std.out
     # the random tiny VQ-GAN reconstructs nothing: one warning line, in the summary and on stderr

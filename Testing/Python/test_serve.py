@@ -96,7 +96,7 @@ def test_a_second_request_reuses_models_encoding_and_gradient(
     )
     for name in ("counterfactual.nrrd", "heatmap.nrrd", "reconstruction.nrrd"):
         np.testing.assert_array_equal(_voxels(tmp_path / "b", name), _voxels(fresh, name), err_msg=name)
-    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text(encoding="utf-8"))
     assert "encode" not in summary["timings_s"] and summary["chunk_size"] == 8
 
 

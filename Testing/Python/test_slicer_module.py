@@ -199,14 +199,14 @@ def test_the_torch_requirement_is_the_engines():
     from CTCounterfactualScene.dependencies import TORCH_REQUIREMENT
     from packaging.requirements import Requirement
 
-    project = tomllib.loads((MODULE_ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((MODULE_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     engine = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "torch")
     assert engine == TORCH_REQUIREMENT
 
 
 def _requirements(session, name: str):
     path = session.home / "requirements.txt"
-    path.write_text(f"{name}\n")
+    path.write_text(f"{name}\n", encoding="utf-8")
     return path
 
 

@@ -19,9 +19,9 @@ pytestmark = SKIP
 def _result(swept_run, folder, **summary_changes):
     """A copy of a real run's output folder whose summary.json carries ``summary_changes``."""
     shutil.copytree(swept_run, folder)
-    summary = json.loads((folder / SUMMARY_JSON).read_text())
+    summary = json.loads((folder / SUMMARY_JSON).read_text(encoding="utf-8"))
     summary.update(summary_changes)
-    (folder / SUMMARY_JSON).write_text(json.dumps(summary))
+    (folder / SUMMARY_JSON).write_text(json.dumps(summary), encoding="utf-8")
     return summary
 
 

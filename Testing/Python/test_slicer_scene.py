@@ -98,7 +98,7 @@ def test_sweep_sequence_frames(scene_with_input, swept_run):
     np.testing.assert_array_equal(voxels(first), expected)
     browser = scene.GetNodeByID(r.browser)
     assert browser.GetMasterSequenceNode().GetID() == r.sequence
-    summary = json.loads((swept_run / "summary.json").read_text())
+    summary = json.loads((swept_run / "summary.json").read_text(encoding="utf-8"))
     a = summary["output_chunk"]["start"]
     np.testing.assert_allclose(ijk_to_ras(first)[:3, 3], ijk_to_ras(node)[:3, :] @ [0, 0, a, 1], atol=1e-4)
 

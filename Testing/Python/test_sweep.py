@@ -19,7 +19,7 @@ def _rows(path):
 def test_sweep_frames_match_the_outputs(swept_run, small_ct):
     rows = _rows(swept_run / "sweep" / "sweep.csv")
     assert len(rows) == 4  # --lambda-sweep-steps
-    summary = json.loads((swept_run / "summary.json").read_text())
+    summary = json.loads((swept_run / "summary.json").read_text(encoding="utf-8"))
     chunk = summary["output_chunk"]
     a, b = chunk["start"], chunk["end"]
     assert all((int(r["slice_start"]), int(r["slice_end"])) == (a, b) for r in rows)
@@ -27,7 +27,9 @@ def test_sweep_frames_match_the_outputs(swept_run, small_ct):
     assert lambdas[0] == float(chunk["lambda"]) and lambdas[-1] == 0.0
     assert lambdas == sorted(lambdas)  # from the CF's lambda (negative) up to 0
     cf = sitk.GetArrayFromImage(sitk.ReadImage(str(swept_run / "counterfactual.nrrd")))
-    recon = sitk.GetArrayFromImage(sitk.ReadImage(str(swept_run / "reconstruction.nrrd")))
+    # lambda 0 is what the CF is compared with: the input (detail CF) or the reconstruction (decoded CF)
+    start = small_ct if summary["counterfactual"] == "detail" else swept_run / "reconstruction.nrrd"
+    recon = sitk.GetArrayFromImage(sitk.ReadImage(str(start)))
     first = sitk.GetArrayFromImage(sitk.ReadImage(str(swept_run / "sweep" / rows[0]["file"])))
     last = sitk.GetArrayFromImage(sitk.ReadImage(str(swept_run / "sweep" / rows[-1]["file"])))
     np.testing.assert_allclose(first, cf[a:b], atol=1e-3)

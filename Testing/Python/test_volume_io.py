@@ -149,7 +149,7 @@ def test_read_dicom_folder_takes_largest_series(tmp_path: Path, n_small: int, ex
     folder = tmp_path / "dicom"
     shutil.copytree(EXAMPLE_DICOM, folder)
     _write_small_dicom_series(folder, n_small)
-    (folder / "notes.txt").write_text("not dicom\n")
+    (folder / "notes.txt").write_text("not dicom\n", encoding="utf-8")
     assert len(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))) == 2
     vol = read_volume(folder)
     assert vol.array.shape == expected
@@ -201,11 +201,11 @@ def test_failed_rename_cleans_temp_and_keeps_target(tmp_path: Path) -> None:
     vol = read_volume(EXAMPLE_CT)
     target = tmp_path / "taken.nrrd"
     target.mkdir()
-    (target / "inside.txt").write_text("keep me\n")
+    (target / "inside.txt").write_text("keep me\n", encoding="utf-8")
     with pytest.raises(CTCFError, match="cannot write"):
         write_volume(vol.array, vol.geometry, target)
     assert target.is_dir()
-    assert (target / "inside.txt").read_text() == "keep me\n"
+    assert (target / "inside.txt").read_text(encoding="utf-8") == "keep me\n"
     assert _tmp_files(tmp_path) == []
 
 
@@ -225,7 +225,7 @@ def test_missing_path(tmp_path: Path) -> None:
 
 def test_text_file_named_nrrd(tmp_path: Path) -> None:
     bad = tmp_path / "x.nrrd"
-    bad.write_text("this is not an image\n")
+    bad.write_text("this is not an image\n", encoding="utf-8")
     before = _sha256(bad)
     with pytest.raises(CTCFError, match="cannot read"):
         read_volume(bad)

@@ -112,7 +112,7 @@ def test_load_with_taming_yaml(taming_model, tmp_path):
         }
     }
     yml = tmp_path / "vq.yaml"
-    yml.write_text(yaml.safe_dump(doc))
+    yml.write_text(yaml.safe_dump(doc), encoding="utf-8")
     ae = load_autoencoder(path, yml, convention=PUBLISHED_CT_CONVENTION)  # a taming YAML has no convention
     assert ae.model.config.attn_resolutions == (8,)
     assert ae.model.config.resolution == 32
@@ -122,7 +122,7 @@ def test_sidecar_convention_is_used(taming_model, tmp_path):
     path = tmp_path / "vq.pt"
     torch.save(taming_model.state_dict(), path)
     conv = {"window": [-1200, 400], "size": 32, "rot90_k": 0, "flip": False}
-    (tmp_path / "vq.json").write_text(json.dumps({"name": "mine", "convention": conv}))
+    (tmp_path / "vq.json").write_text(json.dumps({"name": "mine", "convention": conv}), encoding="utf-8")
     ae = load_autoencoder(path)
     assert ae.name == "mine"
     assert (ae.window.low, ae.window.high) == (-1200, 400)
@@ -135,7 +135,7 @@ def test_mismatched_checkpoint_names_first_bad_key(taming_model, tmp_path):
     path = tmp_path / "bad.pt"
     torch.save(state, path)
     cfg = infer_vqgan_config(taming_model.state_dict(), resolution=32)
-    (tmp_path / "bad.json").write_text(json.dumps({"architecture": cfg.to_dict()}))
+    (tmp_path / "bad.json").write_text(json.dumps({"architecture": cfg.to_dict()}), encoding="utf-8")
     with pytest.raises(CTCFError, match="decoder.conv_in.weight"):
         load_autoencoder(path)
 

@@ -32,7 +32,7 @@ def test_wheel_lists_bundled_models(wheel_venv: Path, tmp_path: Path):
 def test_wheel_runs_the_demo(wheel_demo: tuple[subprocess.CompletedProcess, Path]):
     r, tmp_path = wheel_demo
     assert r.returncode == 0, r.stderr
-    record = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    record = json.loads((tmp_path / "demo" / "demo.json").read_text(encoding="utf-8"))
     for mode in ("scan", "joint"):
         assert (tmp_path / "demo" / mode / "summary.json").is_file()
         assert record[mode]["predictions"]["counterfactual"] < record[mode]["predictions"]["input"]

@@ -148,7 +148,7 @@ class SlicerSession:
     def _python_slicer(self) -> None:
         """``bin/PythonSlicer``: Slicer's Python interpreter; here, the project's own Python."""
         launcher = self.home / "bin" / "PythonSlicer"
-        launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
         launcher.chmod(0o755)
 
     def _slicer_package(self) -> types.ModuleType:
@@ -160,7 +160,7 @@ class SlicerSession:
         module.__path__ = [str(root)]
         module.__package__ = "slicer"
         sys.modules["slicer"] = module
-        exec(compile((root / "__init__.py").read_text(), module.__file__, "exec"), module.__dict__)
+        exec(compile((root / "__init__.py").read_text(encoding="utf-8"), module.__file__, "exec"), module.__dict__)
         for name in dir(slicer_core):  # what Slicer's kits (MRMLCore, MRMLLogic, module logics) add
             if not name.startswith("_"):
                 setattr(module, name, getattr(slicer_core, name))
