@@ -28,7 +28,7 @@ lint: $(STAMP)
 # A module's tests run on one worker (--dist loadscope), so its module-scoped fixtures are made once; the
 # session-scoped ones are made once per run (Testing/Python/conftest.py). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 4
-PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --durations=25
 # The slowest end-to-end tests (the bundled models at their real size), which `make test-fast` leaves out;
 # `make test` and CI run them. Each name covers the test's parameters.
 T := Testing/Python

@@ -91,3 +91,25 @@ def test_a_request_the_volume_does_not_allow_is_still_refused(setup):
     explain(ct, ae, clf, cfg, reuse=reuse)
     with pytest.raises(CTCFError, match="chunk size"):
         explain(ct, ae, clf, replace(cfg, chunk_size=40), reuse=reuse)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"counterfactual": "decoded"}, {"direction": "raise"}, {"region": "mask"}],
+    ids=["counterfactual", "direction", "region"],
+)
+def test_another_cf_kind_direction_or_region_takes_nothing_and_equals_a_fresh_run(setup, change):
+    """The direction is the gradient of another objective, at another volume or under another mask: nothing kept
+    from a run without the change may serve it."""
+    ct, ae, clf = setup
+    reuse = Reuse()
+    cfg = ExplainConfig(target=0, slices=(4, 20), chunk_size=4, search=SEARCH, batch_size=5)
+    explain(ct, ae, clf, cfg, reuse=reuse)
+    region = np.zeros(ct.shape, bool)
+    region[6:14, 10:30, 10:30] = True
+    other = replace(cfg, search=replace(SEARCH, **change), region_mask=region if "region" in change else None)
+    result = explain(ct, ae, clf, other, reuse=reuse)
+    assert reuse.reused == []
+    _same(result, explain(ct, ae, clf, other))
+    explain(ct, ae, clf, other, reuse=reuse)
+    assert reuse.reused == [ENCODING, GRADIENT]
