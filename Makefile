@@ -54,13 +54,16 @@ test: lint
 test-fast: lint
 	$(PYTEST) $(addprefix --deselect ,$(SLOW_TESTS))
 
-# Retrain the bundled demo models on real anatomy and update their catalog entries. The VQ-GAN starts
-# from the phantom-trained one (first command, about 10 minutes on 2 CPU cores), is fine-tuned for 74
-# steps on the 133 slices of LIDC-IDRI-0001 from the shared data folder (SHARED, not in a clone; CI has
-# it), then for 1500 steps on those slices and the abdomen
-# example's 112 (about 20 minutes); the held-out measurements use Lung-PET-CT-Dx A0001 from the same folder.
+# Retrain the bundled demo models on real anatomy and update their catalog entries (CT data from the shared data
+# folder, SHARED, not in a clone; CI has it). The VQ-GAN starts from the phantom-trained one (about 10 minutes on 2
+# CPU cores), is fine-tuned for 74 steps on LIDC-IDRI-0001's slices, then for 1500 steps on those and the
+# abdomen example's (about 20 minutes). The effusion classifier trains 9 times (4 leave-one-patient-out folds, the held-out patient's being the
+# shipped model, and 5 leave-one-family-out folds; about 40 minutes) and writes docs/effusion_classifier/.
+# Lung-PET-CT-Dx A0001 is held out of every bundled model and measures them.
 SHARED ?= ../shared/data
 HELDOUT := $(SHARED)/lung_pet_ct_dx_A0001/dicom
+LUNG1 := $(SHARED)/pyradiomics_lung1/lung1_image.nrrd
+LUNG2 := $(SHARED)/pyradiomics_lung2/lung2_image.nrrd
 models: $(STAMP)
 	mkdir -p build
 	$(BIN)/ctcf train-autoencoder --out build/phantom_vqgan.pt --phantoms 40 \
@@ -73,7 +76,8 @@ models: $(STAMP)
 		--init build/real_vqgan_74.pt --steps 1500 --adv-start 100000 --batch 16 --crop 64 \
 		--heldout $(HELDOUT) --catalog
 	$(BIN)/ctcf train-classifier --real-ct --out CTCounterfactualLib/resources/models/demo_effusion.pt \
-		--also-ct Testing/Data/example_ct.nii.gz --train 60 --epochs 40 --eval 200 --heldout $(HELDOUT) --catalog
+		--also-ct $(LUNG1) --also-ct $(LUNG2) --heldout $(HELDOUT) --train-only-ct Testing/Data/example_ct.nii.gz \
+		--folds docs/effusion_classifier --train 24 --eval 40 --epochs 80 --catalog
 	$(BIN)/ctcf train-lungseg --out CTCounterfactualLib/resources/models/demo_lungsize.pt --phantoms 40 --train-real --steps 600 \
 		--real-ct Testing/Data/example_ct.nii.gz --real-seg Testing/Data/example_seg.nii.gz \
 		--heldout $(HELDOUT) --catalog

@@ -48,8 +48,9 @@ def _run_demo(args: argparse.Namespace) -> int:
         )
         if m["effusion_mean_hu_counterfactual"] is not None:
             print(
-                f"       effusion on the CF slices: {m['effusion_mean_hu_reconstruction']:.0f} HU in the "
-                f"reconstruction -> {m['effusion_mean_hu_counterfactual']:.0f} HU in the CF (lung is about -850)"
+                f"       effusion on the CF slices: {m['effusion_mean_hu_input']:.0f} HU in the input -> "
+                f"{m['effusion_mean_hu_counterfactual']:.0f} HU in the CF (reconstruction "
+                f"{m['effusion_mean_hu_reconstruction']:.0f} HU; lung is about -850)"
             )
     print(f"report: {Path(args.out) / 'report.png'}")
     return 0

@@ -5,7 +5,7 @@ Writes ``input.nrrd`` (LIDC-IDRI-0001 + effusion seed ``DEMO_EFFUSION_SEED``) an
 effusion target, then records what a user should see: the predictions of input, reconstruction and
 CF against the classifier's threshold, whether the scan's output chunk overlaps the effusion, the
 heatmap's share within 5 mm of the fluid against that region's share of the body, and the fluid's
-mean HU in reconstruction vs CF.
+mean HU in the input, the reconstruction and the CF.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from CTCounterfactualLib.progress import Progress, noop_progress
 from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
 
 DEMO_EFFUSION_SEED = 5
-DEMO_EFFUSION_SIDE: str | None = None  # the seed's own side (seed 5: left, 43 mm deep)
+DEMO_EFFUSION_SIDE: str | None = None  # the seed's own side (seed 5: a right crescent, 366 ml)
 
 
 @dataclass
@@ -113,6 +113,7 @@ def run_demo(
             "heatmap_share_in_effusion": heatmap_share(heat, effusion),
             "heatmap_share_in_effusion_dilated_5mm": heatmap_share(heat, near),
             # does the fluid fade? mean HU inside the effusion on the CF's slices (lung is about -850)
+            "effusion_mean_hu_input": float(hu[in_chunk].mean()) if in_chunk.any() else None,
             "effusion_mean_hu_reconstruction": float(rec_hu[in_chunk].mean()) if in_chunk.any() else None,
             "effusion_mean_hu_counterfactual": float(cf_hu[in_chunk].mean()) if in_chunk.any() else None,
             "timings_s": summary["timings_s"],
