@@ -198,7 +198,9 @@ def write_csvs(stage: Path, rows: list[dict]) -> None:
     _write_csv(stage / "variants.csv", header, out)
 
 
-def write_figures(stage: Path, rows: list[dict], summary: dict, meta: dict) -> None:
+def write_figures(stage: Path, rows: list[dict], summary: dict, meta: dict) -> dict:
+    """Every figure the run's numbers allow; returns ``meta`` as the report should see it (no saliency example when
+    no volume kept the slices its figure needs, as in a run without reference chunk sizes)."""
     if summary["sweep"]:
         figures.chunk_sweep(summary, stage / FIGURES["sweep"])
         figures.distributions(rows, meta["settings"]["chunk_size"], stage / FIGURES["distributions"])
@@ -212,6 +214,8 @@ def write_figures(stage: Path, rows: list[dict], summary: dict, meta: dict) -> N
     example = next((r for r in rows if r.get("figure")), None)
     if example is not None and example["figure"].get("mask") is not None:
         figures.saliency(example["figure"], example["name"], stage / FIGURES["saliency"])
+    else:
+        meta = meta | {"example": None}
     if summary["lungsize"]["n_volumes"]:
         lung_example = next((r for r in rows if r.get("lungsize", {}).get("example")), None)
         figures.lungsize(
@@ -220,6 +224,7 @@ def write_figures(stage: Path, rows: list[dict], summary: dict, meta: dict) -> N
             lung_example["name"] if lung_example else "",
             stage / FIGURES["lungsize"],
         )
+    return meta
 
 
 def write_evaluation(out_dir: str | os.PathLike, rows: list[dict], summary: dict, meta: dict) -> Path:
@@ -231,9 +236,9 @@ def write_evaluation(out_dir: str | os.PathLike, rows: list[dict], summary: dict
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     chmod_default(stage, 0o777)
     try:
-        write_figures(stage, rows, summary, meta)
+        shown = write_figures(stage, rows, summary, meta)
         write_csvs(stage, rows)
-        (stage / "report.md").write_text(render(meta, summary), encoding="utf-8")
+        (stage / "report.md").write_text(render(shown, summary), encoding="utf-8")
         doc = {"meta": meta, "summary": summary, "volumes": rows}
         (stage / "evaluation.json").write_text(json.dumps(_plain(doc), indent=1), encoding="utf-8")
         if not out.exists():

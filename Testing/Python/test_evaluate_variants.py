@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -135,3 +136,6 @@ def test_a_variants_only_run_reports_every_variant_where_it_applies(variants_run
         detail = r["variants"]["detail-joint"]
         assert r["cf"] == detail["cf_min"] and -1 <= detail["cout"] <= 1
     assert (out / "variants.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every figure the report shows was written (a run without reference chunk sizes has no saliency example)
+    shown = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert "variants.png" in shown and all((out / name).is_file() for name in shown), shown
