@@ -234,8 +234,8 @@ class CTCounterfactualWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def onSceneEndImport(self, caller=None, event=None) -> None:
-        """A scene was opened or imported (an MRB): the results box describes its latest run, unless this session's
-        run is still in the scene; plot clicks are connected once the layout has made its plot view."""
+        """A scene was opened or imported (an MRB): the results box describes its latest run, unless a run made since
+        Slicer started is still in the scene; plot clicks are connected once the layout has made its plot view."""
         current = self.lastResult
         if current is None or slicer.mrmlScene.GetNodeByID(current.counterfactual) is None:
             loaded = latest_result(slicer.mrmlScene)

@@ -167,7 +167,7 @@ def result_of_table(scene: slicer.vtkMRMLScene, table: slicer.vtkMRMLTableNode) 
 
 
 def latest_result(scene: slicer.vtkMRMLScene) -> ResultNodes | None:
-    """The last run in the scene that is still complete (a loaded or imported scene's, or this session's)."""
+    """The last run in the scene that is still complete (loaded, imported or made since Slicer started)."""
     cls = "vtkMRMLTableNode"
     tables = [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]
     for table in reversed(tables):

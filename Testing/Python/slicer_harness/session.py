@@ -243,7 +243,7 @@ class SlicerSession:
         self.closed = True
         refused, qt.REFUSED_CONNECTIONS[:] = list(qt.REFUSED_CONNECTIONS), []
         self.app.emit("aboutToQuit()")  # QCoreApplication::aboutToQuit, as when the user quits Slicer
-        self.scene.RemoveAllObservers()  # the panels' observers must not outlive this session's objects
+        self.scene.RemoveAllObservers()  # the panels' observers must not outlive this harness's Slicer objects
         for k in [k for k in sys.modules if _ours(k)]:
             del sys.modules[k]
         sys.modules.update(self.saved)
