@@ -26,9 +26,10 @@ lint: $(STAMP)
 
 # The tests run in parallel (pytest-xdist): most of their time they wait for the ctcf processes they start.
 # A module's tests run on one worker (--dist loadscope), so its module-scoped fixtures are made once; the
-# session-scoped ones are made once per run (Testing/Python/conftest.py). PYTEST_WORKERS=0: one process.
+# session-scoped ones are made once per run, and the longest modules start first (FIRST in
+# Testing/Python/conftest.py). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 4
-PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --durations=25
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=25
 # The slowest end-to-end tests (the bundled models at their real size), which `make test-fast` leaves out;
 # `make test` and CI run them. Each name covers the test's parameters.
 T := Testing/Python
@@ -37,7 +38,7 @@ SLOW_TESTS := \
 	$(T)/test_evaluate.py::test_per_volume_predictions_are_the_classifiers \
 	$(T)/test_evaluate.py::test_statistics_saliency_identity_and_lung_size \
 	$(T)/test_evaluate.py::test_csv_cohort_of_the_users_volumes \
-	$(T)/test_batch.py::test_evaluate_on_ray_gives_the_local_pools_numbers \
+	$(T)/test_evaluate_ray.py::test_evaluate_on_ray_gives_the_local_pools_numbers \
 	$(T)/test_wheel.py::test_wheel_runs_the_demo \
 	$(T)/test_cli.py::test_demo_command_runs_the_bundled_demo \
 	$(T)/test_bundled_models.py::test_demo_prediction_falls_below_threshold \

@@ -120,24 +120,15 @@ class SearchParams:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
                 raise CTCFError(f"{option_name(f.name)} must be a finite number (got {value})")
-        for name in ("pred_diff", "max_steps", "max_pixel_diff_pct"):
+        for name in ("pred_diff", "step_size", "max_steps", "max_pixel_diff_pct"):
             if getattr(self, name) <= 0:
                 raise CTCFError(f"{option_name(name)} must be positive (got {getattr(self, name):g})")
         if self.lambda_sweep_steps < 2:
-            raise CTCFError("lambda_sweep_steps must be at least 2")
-        if self.heatmap_method not in HEATMAP_METHODS:
-            raise CTCFError(f"heatmap method {self.heatmap_method!r} is not one of {', '.join(HEATMAP_METHODS)}")
-        if self.lambda_scale not in LAMBDA_SCALES:
-            raise CTCFError(f"lambda scale {self.lambda_scale!r} is not one of {', '.join(LAMBDA_SCALES)}")
-        if self.step_size <= 0:
-            raise CTCFError("the search step size must be positive")
-        for name, choices in (
-            ("counterfactual", COUNTERFACTUALS),
-            ("direction", DIRECTIONS),
-            ("sparse_scope", SPARSE_SCOPES),
-        ):
-            if getattr(self, name) not in choices:
-                raise CTCFError(f"{option_name(name)} {getattr(self, name)!r} is not one of {', '.join(choices)}")
+            raise CTCFError(f"--lambda-sweep-steps must be at least 2 (got {self.lambda_sweep_steps})")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise CTCFError(f"{option_name(f.name)} {getattr(self, f.name)!r} is not one of {', '.join(choices)}")
         if not 0 < self.sparse_fraction <= 1:
             raise CTCFError(f"--sparse-fraction must be in (0, 1] (got {self.sparse_fraction:g})")
         if self.relinearize_every < 0:

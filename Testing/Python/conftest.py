@@ -64,6 +64,31 @@ def _crop_ct(dest: Path, z: tuple[int, int], y: tuple[int, int], x: tuple[int, i
     return dest
 
 
+# The longest modules first, longest first (seconds each took in a parallel run of `make test` on CPU-2): with
+# `--no-loadscope-reorder` (Makefile) pytest-xdist hands modules out in this order, so none of them starts late
+# and runs alone at the end. test_bundled_models last: it reads the demo run that test_cli's worker makes.
+FIRST = (
+    "test_evaluate.py",  # 300
+    "test_cli.py",  # 270, the wheel and its demo run
+    "test_evaluate_ray.py",  # 200, the user's-cohort run and its Ray repeat
+    "test_evaluate_variants.py",  # 190
+    "test_batch.py",  # 170
+    "test_real_sizes.py",  # 110
+    "test_slicer_engine.py",  # 100
+    "test_memory_estimate.py",  # 70
+    "test_errors.py",  # 50
+)
+LAST = ("test_bundled_models.py",)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    def rank(item) -> int:
+        name = item.path.name
+        return FIRST.index(name) if name in FIRST else len(FIRST) + (name in LAST)
+
+    items.sort(key=rank)  # stable: a module's own tests keep their order
+
+
 @pytest.fixture(scope="session")
 def tiny_model_files(tmp_path_factory) -> tuple[Path, Path]:
     """(tiny VQ-GAN .ckpt, tiny TorchScript classifier .pt), each with its sidecar JSON."""
@@ -100,6 +125,58 @@ def swept_run(tmp_path_factory, small_ct, tiny_model_files) -> Path:
         return out
 
     return made_once(tmp_path_factory, "swept_run", run)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray (2 CPUs) for every Ray test of a module: starting Ray takes seconds. Its workers run at
+    the test's own priority: Ray starts them at niceness 15 (its worker_niceness), and beside the suite's other
+    workers they got next to no CPU (the local-vs-Ray fixture took 1006 s in one such run)."""
+    import ray
+
+    from CTCounterfactualLib.jobs.executors import local_ray_options
+
+    before = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"  # read by the raylet that ray.init starts
+    ray.init(**local_ray_options(2))
+    yield
+    ray.shutdown()
+    if before is None:
+        del os.environ["RAY_worker_niceness"]
+    else:
+        os.environ["RAY_worker_niceness"] = before
+
+
+# ``ctcf evaluate`` options of the user's-cohort run below, which the Ray test repeats on Ray
+CSV_COHORT_OPTIONS = ["--chunk-size", "4", "--chunk-sizes", "joint", "--lungsize-volumes", "0"]
+CSV_COHORT_OPTIONS += ["--variants", "detail-joint", "--sanity-volumes", "0", "--progress", "none"]
+
+
+@pytest.fixture(scope="session")
+def csv_cohort_run(tmp_path_factory) -> tuple[Path, Path]:
+    """``ctcf evaluate --cohort`` of a user's CSV on the local pool (one worker): an 8-slice phantom with its
+    effusion mask (NRRD) and one without (NIfTI), paths relative to the CSV. (cohort.csv, report folder); the CSV
+    test reads the report, the Ray test runs ``CSV_COHORT_OPTIONS`` on Ray and compares."""
+    from cli_runner import run_main
+
+    from CTCounterfactualLib.data.phantom import LABELS, make_phantom
+    from CTCounterfactualLib.training.classifier import random_effusion_spec
+
+    def run(folder: Path) -> tuple[Path, Path]:
+        pos = make_phantom(random_effusion_spec(777, True, slices=8))
+        neg = make_phantom(random_effusion_spec(778, False, slices=8))
+        (folder / "data").mkdir()
+        write_volume(pos.hu, pos.geometry, folder / "data" / "a.nrrd")
+        mask = (pos.labels == LABELS["effusion"]).astype("uint8")
+        write_volume(mask, pos.geometry, folder / "data" / "a_mask.nrrd")
+        write_volume(neg.hu, neg.geometry, folder / "data" / "b.nii.gz")
+        cohort = folder / "cohort.csv"
+        cohort.write_text("path,label,mask\ndata/a.nrrd,1,data/a_mask.nrrd\ndata/b.nii.gz,0,\n", encoding="utf-8")
+        out = folder / "report"
+        assert run_main(["evaluate", "--out", out, "--cohort", cohort, *CSV_COHORT_OPTIONS, "--workers", "1"]) == 0
+        return cohort, out
+
+    return made_once(tmp_path_factory, "csv_cohort_run", run)
 
 
 @pytest.fixture(scope="session")

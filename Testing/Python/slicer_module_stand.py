@@ -67,3 +67,15 @@ def run_timer_until_idle(widget, limit_s: float = 240.0) -> int:
 def scalar_volume_names(scene) -> list[str]:
     cls = "vtkMRMLScalarVolumeNode"
     return sorted(scene.GetNthNodeByClass(i, cls).GetName() for i in range(scene.GetNumberOfNodesByClass(cls)))
+
+
+def result_plot_widget(session: SlicerSession):
+    """The layout's plot widget that shows the per-chunk plot (the view named PLOT_VIEW)."""
+    from CTCounterfactualScene.result_layout import PLOT_VIEW
+
+    manager = session.app.layoutManager()
+    return next(
+        manager.plotWidget(i)
+        for i in range(manager.plotViewCount)
+        if manager.plotWidget(i).mrmlPlotViewNode().GetLayoutName() == PLOT_VIEW
+    )

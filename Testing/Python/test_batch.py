@@ -23,7 +23,7 @@ from CTCounterfactualLib.data.phantom import LABELS, PhantomSpec, make_phantom
 from CTCounterfactualLib.data.volume_io import read_volume, write_volume
 from CTCounterfactualLib.jobs.batch import run_batch
 from CTCounterfactualLib.jobs.batch_worker import ModelSpec
-from CTCounterfactualLib.jobs.executors import ExecutorSpec, local_ray_options
+from CTCounterfactualLib.jobs.executors import ExecutorSpec
 from CTCounterfactualLib.jobs.manifest import read_manifest
 from CTCounterfactualLib.jobs.outputs import read_chunks_csv
 from CTCounterfactualLib.protocol import (
@@ -76,22 +76,6 @@ def manifest(tmp_path_factory) -> Path:
     with open(d / "manifest.csv", "w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows(rows)
     return d / "manifest.csv"
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One local Ray (2 CPUs) for every Ray test of this module: starting Ray takes seconds. Its workers run at
-    the test's own priority: Ray starts them at niceness 15 (its worker_niceness), and beside the suite's other
-    workers they got next to no CPU (the local-vs-Ray fixture took 1006 s in one such run)."""
-    before = os.environ.get("RAY_worker_niceness")
-    os.environ["RAY_worker_niceness"] = "0"  # read by the raylet that ray.init starts
-    ray.init(**local_ray_options(2))
-    yield
-    ray.shutdown()
-    if before is None:
-        del os.environ["RAY_worker_niceness"]
-    else:
-        os.environ["RAY_worker_niceness"] = before
 
 
 def _results(out: Path) -> list[dict]:
@@ -300,29 +284,6 @@ def test_a_ray_worker_killed_mid_volume_is_restarted_and_the_volume_completes(ma
     results = _results(tmp_path / "out")
     assert [r["status"] for r in results] == ["ok", "ok"]
     assert all((tmp_path / "out" / r["id"] / "summary.json").is_file() for r in results)
-
-
-def test_evaluate_on_ray_gives_the_local_pools_numbers(manifest, tmp_path, ray_session):
-    d = manifest.parent
-    cohort = tmp_path / "cohort.csv"
-    cohort.write_text(
-        f"path,label,mask\n{d / 'right.nrrd'},1,{d / 'right_mask.nrrd'}\n{d / 'none.nrrd'},0,\n", encoding="utf-8"
-    )
-    argv = ["evaluate", "--cohort", cohort, "--chunk-size", "4", "--chunk-sizes", "joint", "--lungsize-volumes", "0"]
-    argv += ["--no-saliency", "--progress", "none"]
-    assert run_main([*argv, "--out", tmp_path / "local", "--workers", "1"]) == 0
-    assert run_main([*argv, "--out", tmp_path / "ray", "--executor", "ray", "--workers", "2"]) == 0
-    for name in ("volumes.csv", "sweep.csv", "localization.csv"):
-        a, b = (_results_like(tmp_path / ex / name) for ex in ("local", "ray"))
-        assert a == b and len(a) >= 1
-    meta = json.loads((tmp_path / "ray" / "evaluation.json").read_text(encoding="utf-8"))["meta"]
-    assert meta["executor"] == "ray" and "--executor ray" in meta["command"]
-
-
-def _results_like(path: Path) -> list[dict]:
-    """A report CSV without its timing column."""
-    with open(path, encoding="utf-8", newline="") as f:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
 def test_a_wrong_target_or_model_stops_the_run_before_any_work(manifest, tmp_path, capsys):

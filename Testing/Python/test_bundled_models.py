@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from CTCounterfactualLib.errors import CTCFError
-from CTCounterfactualLib.jobs.demo import make_demo_input, run_demo
+from CTCounterfactualLib.jobs.demo import make_demo_input
 from CTCounterfactualLib.models.checkpoints import sha256_of
 from CTCounterfactualLib.store.catalog import CATALOG_PATH, load_bundled_classifier, read_catalog, verified_path
 
@@ -46,9 +46,13 @@ def test_damaged_model_file_is_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    return out, run_demo(out, chunk_size=8, slices=(0, 32))  # the basal 32 of 56 slices hold the effusion
+def demo_run(wheel_demo):
+    """The demo exactly as ``make demo`` runs it (the installed wheel's ``ctcf demo``, made once per test run for
+    the CLI's and the wheel's tests too): its folder and demo.json, which holds what ``run_demo`` returned."""
+    proc, folder = wheel_demo
+    assert proc.returncode == 0, proc.stderr
+    out = folder / "demo"
+    return out, json.loads((out / "demo.json").read_text(encoding="utf-8"))
 
 
 def test_bundled_models_are_trained_on_real_anatomy():

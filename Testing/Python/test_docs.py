@@ -345,3 +345,26 @@ def test_the_link_check_fails_on_a_missing_file_or_heading(tmp_path, monkeypatch
         "docs/page.md:3: ../README.md: no such file",
         "docs/page.md:4: other.md#no-such-heading: no heading with that anchor in other.md",
     ]
+
+
+def _slow_tests() -> list[str]:
+    """The node IDs the Makefile's SLOW_TESTS names (``$(T)`` expanded)."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    block = text[text.index("SLOW_TESTS :=") :].split("\n\n", 1)[0]
+    return [w.replace("$(T)", "Testing/Python") for w in block.split() if w.startswith("$(T)/")]
+
+
+def test_every_test_make_test_fast_leaves_out_exists():
+    """A name in SLOW_TESTS that matches no test would be deselected silently, and test-fast would run it."""
+    import subprocess
+
+    names = _slow_tests()
+    assert len(names) >= 10
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *names],
+        cwd=ROOT, capture_output=True, text=True, encoding="utf-8", timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    collected = [line for line in proc.stdout.splitlines() if "::" in line]
+    for name in names:
+        assert any(c == name or c.startswith(name + "[") for c in collected), name

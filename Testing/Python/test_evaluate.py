@@ -9,14 +9,16 @@ import pytest
 import torch
 
 from CTCounterfactualLib.cli import main
-from CTCounterfactualLib.data.phantom import LABELS, make_phantom
+from CTCounterfactualLib.data.phantom import make_phantom
 from CTCounterfactualLib.data.volume_io import read_volume, write_volume
 from CTCounterfactualLib.evaluation.saliency import eager_effusion_net
 from CTCounterfactualLib.evaluation.stats import mann_whitney, wilcoxon_signed_rank
 from CTCounterfactualLib.store.catalog import load_bundled_classifier
 from CTCounterfactualLib.training.classifier import random_effusion_spec, roc_auc
 
-SLICES = 12
+SLICES = 8  # two chunks of 4: the sweep, the Table 1 CF and the composite each see more than one chunk
+CHUNK = 4
+EACH = 2  # positives and negatives: two of each give every table, test and figure its inputs
 SECTIONS = (
     "## 1. Cohort",
     "## 2. Table 1",
@@ -54,23 +56,23 @@ def tiny_run(tmp_path_factory):
         "--out",
         str(out),
         "--positives",
-        "3",
+        str(EACH),
         "--negatives",
-        "3",
+        str(EACH),
         "--seed",
         "40000",
         "--phantom-slices",
         str(SLICES),
         "--chunk-size",
-        "6",
+        str(CHUNK),
         "--chunk-sizes",
-        "6,joint",
+        f"{CHUNK},joint",
         "--workers",
         "2",
         "--lungsize-volumes",
         "1",
         "--variants",
-        "detail-joint",
+        "none",  # the variants beside the reference runs: the user's-cohort run (conftest.csv_cohort_run)
         "--sanity-volumes",
         "0",
         "--progress",
@@ -87,7 +89,7 @@ def test_report_has_every_part_filled_from_the_run(tiny_run):
         assert heading in text, heading
     t1 = doc["summary"]["table1"]["rows"]
     for key in ("positives:input", "negatives:input", "positives:cf", "negatives:cf"):
-        assert t1[key]["n"] == 3
+        assert t1[key]["n"] == EACH
         assert f"{t1[key]['mean']:.3f} ± {t1[key]['se']:.3f}" in text, key
     for name in FIGURES:
         data = (out / name).read_bytes()
@@ -98,7 +100,7 @@ def test_report_has_every_part_filled_from_the_run(tiny_run):
 def test_per_volume_predictions_are_the_classifiers(tiny_run):
     out, doc = tiny_run
     rows = _rows(out / "volumes.csv")
-    assert len(rows) == 6 and sorted(int(r["label"]) for r in rows) == [0, 0, 0, 1, 1, 1]
+    assert sorted(int(r["label"]) for r in rows) == [0] * EACH + [1] * EACH
     clf, _ = load_bundled_classifier()
     for r in rows:
         hu = make_phantom(random_effusion_spec(int(r["seed"]), r["label"] == "1", slices=SLICES)).hu
@@ -108,8 +110,8 @@ def test_per_volume_predictions_are_the_classifiers(tiny_run):
         if r["label"] == "1":
             assert cf < float(r["input"]), r["name"]
     sweep = _rows(out / "sweep.csv")
-    assert len(sweep) == 6 * 2 and {s["entry"] for s in sweep} == {"6", "joint"}
-    assert all(s["n_chunks"] == "2" for s in sweep if s["entry"] == "6")
+    assert len(sweep) == 2 * EACH * 2 and {s["entry"] for s in sweep} == {str(CHUNK), "joint"}
+    assert all(s["n_chunks"] == "2" for s in sweep if s["entry"] == str(CHUNK))
 
 
 def test_statistics_saliency_identity_and_lung_size(tiny_run):
@@ -120,60 +122,30 @@ def test_statistics_saliency_identity_and_lung_size(tiny_run):
     loc = _rows(out / "localization.csv")
     methods = {r["method"] for r in loc}
     assert {"Saliency", "InputXGradient", "GuidedBackprop", "GradCAM"} <= methods
-    # three positives with a mask: two reference Latent Shift maps, the variant's heatmap and change, four baselines
-    assert len(loc) == 3 * 8
+    # every positive has a mask: two reference Latent Shift maps and four baselines
+    assert len(loc) == EACH * 6
     for r in loc:
         for key in ("share_in_mask", "share_in_dilated"):
             assert 0.0 <= float(r[key]) <= 1.0
         assert float(r["share_in_mask"]) <= float(r["share_in_dilated"])
     ident = s["identity"]["positives"]
     assert ident["composite_matches_engine_max_abs_hu"] < 1e-2  # the recomputed chunk CF is the engine's
-    assert ident["scan:mean_abs_hu_outside_dilated"]["n"] == 3
+    assert ident["scan:mean_abs_hu_outside_dilated"]["n"] == EACH
     ls = s["lungsize"]
     assert ls["n_volumes"] == 1 and ls["max_engine_target_mismatch"] < 1e-4
     assert ls["cf_target"]["mean"] <= ls["reconstruction_target"]["mean"]
     assert len(_rows(out / "lungsize.csv")) == 10
 
 
-def test_csv_cohort_of_the_users_volumes(tmp_path):
+def test_csv_cohort_of_the_users_volumes(csv_cohort_run):
+    cohort, out = csv_cohort_run
     clf, _ = load_bundled_classifier()
-    pos = make_phantom(random_effusion_spec(777, True, slices=SLICES))
-    neg = make_phantom(random_effusion_spec(778, False, slices=SLICES))
-    (tmp_path / "data").mkdir()
-    write_volume(pos.hu, pos.geometry, tmp_path / "data" / "a.nrrd")
-    write_volume((pos.labels == LABELS["effusion"]).astype(np.uint8), pos.geometry, tmp_path / "data" / "a_mask.nrrd")
-    write_volume(neg.hu, neg.geometry, tmp_path / "data" / "b.nii.gz")
-    (tmp_path / "cohort.csv").write_text(
-        "path,label,mask\ndata/a.nrrd,1,data/a_mask.nrrd\ndata/b.nii.gz,0,\n", encoding="utf-8"
-    )
-    out = tmp_path / "report"
-    argv = [
-        "evaluate",
-        "--out",
-        str(out),
-        "--cohort",
-        str(tmp_path / "cohort.csv"),
-        "--chunk-size",
-        "6",
-        "--chunk-sizes",
-        "joint",
-        "--workers",
-        "1",
-        "--lungsize-volumes",
-        "0",
-        "--variants",
-        "detail-joint",
-        "--sanity-volumes",
-        "0",
-        "--progress",
-        "none",
-    ]
-    assert main(argv) == 0
     rows = _rows(out / "volumes.csv")
     assert [r["source"] for r in rows] == ["file", "file"]
     assert [r["has_mask"] for r in rows] == ["True", "False"]
     for r, name in zip(rows, ("a.nrrd", "b.nii.gz"), strict=True):
-        assert float(r["input"]) == pytest.approx(_score(clf, read_volume(tmp_path / "data" / name).array), abs=1e-5)
+        path = cohort.parent / "data" / name
+        assert float(r["input"]) == pytest.approx(_score(clf, read_volume(path).array), abs=1e-5)
     assert {r["name"] for r in _rows(out / "localization.csv")} == {rows[0]["name"]}
     assert "## 5. Lung size" in (out / "report.md").read_text(encoding="utf-8")
 

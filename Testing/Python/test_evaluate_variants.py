@@ -112,6 +112,7 @@ def variants_run(tmp_path_factory):
     argv = ["evaluate", "--out", out, "--positives", "2", "--negatives", "1", "--phantom-slices", "8"]
     argv += ["--variants", "detail-joint,region-joint,mirror-joint,raise-joint", "--chunk-sizes", "none"]
     argv += ["--sanity-volumes", "1", "--lungsize-volumes", "0", "--workers", "1", "--progress", "none"]
+    argv += ["--lambda-sweep-steps", "2"]  # no sweep decodes: the heatmap is |CF - start|
     assert main([str(a) for a in argv]) == 0
     return out, json.loads((out / "evaluation.json").read_text(encoding="utf-8"))
 
@@ -123,6 +124,7 @@ def test_a_variants_only_run_reports_every_variant_where_it_applies(variants_run
                     "## 10. Sanity check"):  # fmt: skip
         assert heading in text, heading
     assert "Not run (`--chunk-sizes none`)" in text
+    assert "--lambda-sweep-steps 2" in doc["meta"]["command"]
     with open(out / "variants.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     by = {(r["name"], r["variant"]) for r in rows}

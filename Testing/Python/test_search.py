@@ -142,5 +142,37 @@ def test_unmoved_equals_the_reference_walk_along_a_zero_direction():
 def test_bad_params_are_clear_errors():
     with pytest.raises(CTCFError, match="at least 2"):
         SearchParams(lambda_sweep_steps=1)
-    with pytest.raises(CTCFError, match="heatmap method"):
+    with pytest.raises(CTCFError, match="--heatmap-method"):
         SearchParams(heatmap_method="median")
+
+
+def _choice_fields() -> list[str]:
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(SearchParams) if "choices" in f.metadata]
+
+
+@pytest.mark.parametrize("name", _choice_fields())
+def test_every_choice_is_checked_and_the_error_names_its_option(name):
+    with pytest.raises(CTCFError) as exc:
+        SearchParams(**{name: "nonsense"})
+    option = "--" + name.replace("_", "-")
+    assert str(exc.value).startswith(f"{option} 'nonsense' is not one of "), str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "name,value,words",
+    [
+        ("step_size", 0.0, "must be positive"),
+        ("pred_diff", -1.0, "must be positive"),
+        ("max_steps", 0.0, "must be positive"),
+        ("max_pixel_diff_pct", 0.0, "must be positive"),
+        ("lambda_sweep_steps", 1, "must be at least 2"),
+        ("sparse_fraction", 1.5, "must be in (0, 1]"),
+        ("relinearize_every", -1, "must be 0 or more"),
+    ],
+)
+def test_out_of_range_numbers_name_their_option(name, value, words):
+    with pytest.raises(CTCFError) as exc:
+        SearchParams(**{name: value})
+    assert str(exc.value).startswith("--" + name.replace("_", "-")) and words in str(exc.value), str(exc.value)

@@ -12,7 +12,15 @@ import time
 import numpy as np
 from mrml_scene import voxels
 from slicer_harness import qt_standin as qt
-from slicer_module_stand import NAME, SKIP, load_volume, run_timer_until_idle, scalar_volume_names, start_slicer
+from slicer_module_stand import (
+    NAME,
+    SKIP,
+    load_volume,
+    result_plot_widget,
+    run_timer_until_idle,
+    scalar_volume_names,
+    start_slicer,
+)
 
 pytestmark = SKIP
 ROLE = "CTCounterfactual.Role"
@@ -77,7 +85,7 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
     assert set(results) == {"counterfactual", "reconstruction", "heatmap", "difference"}
     cf = results["counterfactual"]
     assert cf.GetImageData().GetDimensions() == node.GetImageData().GetDimensions()
-    from CTCounterfactualScene.result_layout import LAYOUT_ID, PLOT_VIEW, RESULT_VIEW, composite_node
+    from CTCounterfactualScene.result_layout import LAYOUT_ID, RESULT_VIEW, composite_node
 
     layout_manager = s.app.layoutManager()
     assert layout_manager.layout == LAYOUT_ID
@@ -97,11 +105,7 @@ def test_generate_cancel_results_plot_export_and_reopen(slicer_app, small_ct, tm
     chart = s.scene.GetFirstNodeByClass("vtkMRMLPlotChartNode")
     series = chart.GetNthPlotSeriesNode(0)
     centre = series.GetTableNode().GetTable().GetColumnByName("chunk_center").GetValue(0)
-    plot = next(
-        layout_manager.plotWidget(i)
-        for i in range(layout_manager.plotViewCount)
-        if layout_manager.plotWidget(i).mrmlPlotViewNode().GetLayoutName() == PLOT_VIEW
-    )
+    plot = result_plot_widget(s)
     plot.plotView().click_points([series.GetID()], [[0]])
     assert _axial_position(s.scene, "CTCFInput") == np.float64(slice_center_ras(node, centre)[2])
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from slicer_harness import qt_standin as qt
-from slicer_module_stand import NAME, SKIP, load_volume, run_timer_until_idle, start_slicer
+from slicer_module_stand import NAME, SKIP, load_volume, result_plot_widget, run_timer_until_idle, start_slicer
 
 pytestmark = SKIP
 
@@ -35,17 +35,6 @@ def bundle(slicer_app, small_ct, swept_run, tmp_path):
     return mrb, results
 
 
-def _plot_widget(session):
-    from CTCounterfactualScene.result_layout import PLOT_VIEW
-
-    manager = session.app.layoutManager()
-    return next(
-        manager.plotWidget(i)
-        for i in range(manager.plotViewCount)
-        if manager.plotWidget(i).mrmlPlotViewNode().GetLayoutName() == PLOT_VIEW
-    )
-
-
 def _click_first_chunk(session) -> tuple[float, float]:
     """Click the first point of the per-chunk plot; (where the input view is now, where that chunk's centre is)."""
     from CTCounterfactualScene.result_layout import INPUT_VIEW, slice_node
@@ -58,7 +47,7 @@ def _click_first_chunk(session) -> tuple[float, float]:
     )
     series = chart.GetNthPlotSeriesNode(0)
     centre = series.GetTableNode().GetTable().GetColumnByName("chunk_center").GetValue(0)
-    _plot_widget(session).plotView().click_points([series.GetID()], [[0]])
+    result_plot_widget(session).plotView().click_points([series.GetID()], [[0]])
     chest = next(
         session.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
         for i in range(session.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"))
