@@ -39,6 +39,12 @@ SLOW_TESTS := \
 	$(T)/test_evaluate.py::test_statistics_saliency_identity_and_lung_size \
 	$(T)/test_evaluate.py::test_csv_cohort_of_the_users_volumes \
 	$(T)/test_evaluate_ray.py::test_evaluate_on_ray_gives_the_local_pools_numbers \
+	$(T)/test_evaluate_variants.py::test_a_variants_only_run_reports_every_variant_where_it_applies \
+	$(T)/test_batch.py::test_local_and_ray_give_the_same_results \
+	$(T)/test_batch.py::test_a_ray_worker_killed_mid_volume_is_restarted_and_the_volume_completes \
+	$(T)/test_batch.py::test_a_killed_run_resumes_without_recomputing_the_finished_volumes \
+	$(T)/test_slicer_engine.py::test_a_second_generate_reuses_the_models_and_the_encoding \
+	$(T)/test_lungseg.py::test_short_training_segments_lungs_and_lung_size_round_trips \
 	$(T)/test_wheel.py::test_wheel_runs_the_demo \
 	$(T)/test_cli.py::test_demo_command_runs_the_bundled_demo \
 	$(T)/test_bundled_models.py::test_demo_prediction_falls_below_threshold \
