@@ -30,8 +30,9 @@ lint: $(STAMP)
 # Testing/Python/conftest.py). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 4
 PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=25
-# The slowest end-to-end tests (the bundled models at their real size), which `make test-fast` leaves out;
-# `make test` and CI run them. Each name covers the test's parameters.
+# The slowest end-to-end tests (the bundled models at their real size, Ray, whole runs killed and resumed, a warm
+# engine, a training), which `make test-fast` leaves out; `make test` and CI run them. Each name covers the test's
+# parameters; Testing/Python/test_docs.py checks that each one exists.
 T := Testing/Python
 SLOW_TESTS := \
 	$(T)/test_evaluate.py::test_report_has_every_part_filled_from_the_run \
@@ -64,8 +65,9 @@ test-fast: lint
 # Retrain the bundled demo models on real anatomy and update their catalog entries (CT data from the shared data
 # folder, SHARED, not in a clone; CI has it). The VQ-GAN starts from the phantom-trained one (about 10 minutes on 2
 # CPU cores), is fine-tuned for 74 steps on LIDC-IDRI-0001's slices, then for 1500 steps on those and the
-# abdomen example's (about 20 minutes). The effusion classifier trains 9 times (4 leave-one-patient-out folds, the held-out patient's being the
-# shipped model, and 5 leave-one-family-out folds; about 40 minutes) and writes docs/effusion_classifier/.
+# abdomen example's (about 20 minutes). The effusion classifier trains 9 times (4 leave-one-patient-out folds,
+# the held-out patient's being the shipped model, and 5 leave-one-family-out folds; about 40 minutes) and writes
+# docs/effusion_classifier/.
 # Lung-PET-CT-Dx A0001 is held out of every bundled model and measures them.
 SHARED ?= ../shared/data
 HELDOUT := $(SHARED)/lung_pet_ct_dx_A0001/dicom

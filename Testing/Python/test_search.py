@@ -1,5 +1,7 @@
 """Latent Shift search rules and heatmaps, on synthetic shifts whose outcome is known."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from CTCounterfactualLib.method.search import (
     search_lambda,
     unmoved,
 )
-from CTCounterfactualLib.params import SearchParams
+from CTCounterfactualLib.params import SearchParams, option_name
 
 
 def test_lambda_schedule_matches_reference():
@@ -147,8 +149,6 @@ def test_bad_params_are_clear_errors():
 
 
 def _choice_fields() -> list[str]:
-    import dataclasses
-
     return [f.name for f in dataclasses.fields(SearchParams) if "choices" in f.metadata]
 
 
@@ -156,8 +156,7 @@ def _choice_fields() -> list[str]:
 def test_every_choice_is_checked_and_the_error_names_its_option(name):
     with pytest.raises(CTCFError) as exc:
         SearchParams(**{name: "nonsense"})
-    option = "--" + name.replace("_", "-")
-    assert str(exc.value).startswith(f"{option} 'nonsense' is not one of "), str(exc.value)
+    assert str(exc.value).startswith(f"{option_name(name)} 'nonsense' is not one of "), str(exc.value)
 
 
 @pytest.mark.parametrize(
@@ -175,4 +174,4 @@ def test_every_choice_is_checked_and_the_error_names_its_option(name):
 def test_out_of_range_numbers_name_their_option(name, value, words):
     with pytest.raises(CTCFError) as exc:
         SearchParams(**{name: value})
-    assert str(exc.value).startswith("--" + name.replace("_", "-")) and words in str(exc.value), str(exc.value)
+    assert str(exc.value).startswith(option_name(name)) and words in str(exc.value), str(exc.value)
