@@ -76,6 +76,8 @@ VARIANTS: dict[str, Variant] = dict(
         _v("sparse2c-scan", "detail, the top 2 % latent positions of each chunk", mode="scan",
            search={"sparse_fraction": 0.02, "sparse_scope": "chunk"}),
         _v("iterative-joint", "detail, direction recomputed every 2 search steps", search={"relinearize_every": 2}),
+        _v("iterative-sparse1c-joint", "detail, direction recomputed every 2 steps, each kept to its top 1 % positions",
+           search={"relinearize_every": 2, "sparse_fraction": 0.01, "sparse_scope": "chunk"}),
         _v("region-joint", "detail, only over the finding (dilated 5 mm)", applies_to=POSITIVES, region=FINDING),
         _v("mirror-joint", "detail, only over the finding's left-right mirror (a control)", applies_to=POSITIVES,
            region=MIRROR),

@@ -114,6 +114,18 @@ def test_relinearize_in_the_engine_records_its_segments(ct):
     assert bent.predictions["counterfactual"] == pytest.approx(written, abs=1e-6)
 
 
+def test_relinearized_sparse_search_keeps_every_new_direction_sparse(ct):
+    """Re-linearizing recomputes the gradient over every latent; each new segment is cut to its top positions
+    too, so the CF still changes only some slices (a dense new direction would move them all)."""
+    ae, clf = _models(ct)
+    search = SearchParams(relinearize_every=1, sparse_fraction=0.01, sparse_scope="chunk", max_steps=500)
+    r = explain(ct, ae, clf, ExplainConfig(target=0, mode="joint", search=search, batch_size=24))
+    assert r.chunks[0].segments > 1
+    moved = np.abs(r.counterfactual_hu - ct).reshape(len(ct), -1).max(1) > 0
+    assert 0 < moved.sum() < len(ct)
+    assert r.predictions["counterfactual"] < r.predictions["input"]
+
+
 def test_region_changes_only_the_region_and_says_what_that_did(ct):
     ae, clf = _models(ct)
     region = np.zeros(ct.shape, bool)
