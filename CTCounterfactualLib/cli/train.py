@@ -92,6 +92,12 @@ def add_training(sub) -> None:
     p.add_argument(
         "--eval", type=int, default=100, help="held-out phantoms, or effusions per held-out patient with --real-ct"
     )
+    p.add_argument(
+        "--soft-tissue-window",
+        action="store_true",
+        help="with --real-ct: the network also reads the CT in a soft-tissue window (-135 to 215 HU) as a second "
+        "input channel (docs/demo_classifier_experiments.md, part 4; the bundled model does not)",
+    )
     p.add_argument("--epochs", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--catalog", action="store_true", help=CATALOG_HELP)
@@ -156,21 +162,25 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
 
 def _run_classifier(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out", [args.autoencoder])  # before minutes of training
+    if args.soft_tissue_window and not args.real_ct:
+        raise CTCFError("--soft-tissue-window applies to --real-ct training only")
     from CTCounterfactualLib.training.recipes import demo_effusion_classifier
 
     if args.real_ct:
+        from CTCounterfactualLib.training.classifier import SOFT_TISSUE_WINDOW_HU
         from CTCounterfactualLib.training.effusion_folds import FoldPlan
         from CTCounterfactualLib.training.effusion_train import EffusionTrainConfig
         from CTCounterfactualLib.training.real_recipes import real_effusion_classifier
 
         if len(args.heldout) != 1:
             raise CTCFError("--real-ct needs exactly one --heldout chest CT (the patient the shipped model never sees)")
+        windows = (SOFT_TISSUE_WINDOW_HU,) if args.soft_tissue_window else ()
         info = real_effusion_classifier(
             args.out,
             args.also_ct,
             args.heldout[0],
             FoldPlan(train_seeds=args.train, heldout_seeds=args.eval),
-            EffusionTrainConfig(epochs=args.epochs, seed=args.seed),
+            EffusionTrainConfig(epochs=args.epochs, seed=args.seed, windows=windows),
             args.folds,
             args.catalog,
             "ctcf " + " ".join(sys.argv[1:]),

@@ -41,8 +41,12 @@ def eager_effusion_net(classifier: Classifier) -> EffusionNet:
         raise CTCFError("the classifier has no 3D convolution weights under 'features'; it is not an EffusionNet")
     width = int(convs[0].shape[0])
     n_targets = int(state["bias"].shape[0])
-    net = EffusionNet(n_targets=n_targets, width=width, top_k=int(getattr(classifier.module, "top_k", 16)))
+    windows = tuple(tuple(w) for w in state.get("input_windows", torch.zeros(0, 2)).tolist())
+    net = EffusionNet(
+        n_targets=n_targets, width=width, top_k=int(getattr(classifier.module, "top_k", 16)), windows=windows
+    )
     state.setdefault("scale", torch.ones(n_targets))  # an EffusionNet saved before the logit had its own gain
+    state.setdefault("input_windows", net.input_windows)  # one saved before windows were an option
     try:
         net.load_state_dict(state)
     except RuntimeError as e:

@@ -31,6 +31,12 @@ EFFUSION_CONVENTION = VolumeConvention(
     layout="NCDHW",
 )
 EFFUSION_TARGETS = ["pleural effusion"]
+SOFT_TISSUE_WINDOW_HU = (-135.0, 215.0)  # width 350, level 40: fluid, muscle and fat apart
+
+
+def hu_window_in_model_units(window: tuple[float, float], conv: VolumeConvention = EFFUSION_CONVENTION) -> tuple:
+    """An HU window as (low, high) in ``conv``'s input units (what ``EffusionNet(windows=...)`` takes)."""
+    return tuple(conv.window.to_unit(float(v)) * conv.input_scale + conv.input_offset for v in window)
 
 
 class BlurDown3d(nn.Module):
@@ -71,13 +77,18 @@ class EffusionNet(nn.Module):
     could not learn a finding that covers under 1% of the volume; a plain max would send the whole
     gradient to one location, so a counterfactual could only erase one spot of a larger effusion. The
     top-k mean learns and spreads the gradient over the finding.
+
+    ``windows`` (low, high pairs in the net's input units) add one input channel each: the input clipped to that
+    window and stretched to [-1, 1], as radiologists window a CT. On the [-1000, 1000] HU input fluid (0-30 HU)
+    and muscle (40-60 HU) differ by a few hundredths; in a soft-tissue window by a tenth or more.
     """
 
-    def __init__(self, n_targets: int = 1, width: int = 8, top_k: int = 16):
+    def __init__(self, n_targets: int = 1, width: int = 8, top_k: int = 16, windows: tuple = ()):
         super().__init__()
         self.top_k = top_k
+        self.register_buffer("input_windows", torch.tensor(windows, dtype=torch.float32).reshape(-1, 2))
         layers: list[nn.Module] = []
-        channels = [1, width, 2 * width, 4 * width]
+        channels = [1 + len(windows), width, 2 * width, 4 * width]
         for i, stride in enumerate([(1, 2, 2), (2, 2, 2), (2, 2, 2)]):
             layers += [
                 BlurDown3d(stride),
@@ -92,7 +103,15 @@ class EffusionNet(nn.Module):
         self.scale = nn.Parameter(torch.ones(n_targets))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pooled(self.features(x))
+        return self.pooled(self.features(self.windowed(x)))
+
+    def windowed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D, H, W) input -> (B, 1 + windows, D, H, W): the input, then one channel per window."""
+        channels = [x]
+        for i in range(self.input_windows.shape[0]):
+            low, high = self.input_windows[i, 0], self.input_windows[i, 1]
+            channels.append(((x - low) / (high - low)).clamp(0.0, 1.0) * 2.0 - 1.0)
+        return torch.cat(channels, 1)
 
     def pooled(self, evidence: torch.Tensor) -> torch.Tensor:
         """(B, T, D, H, W) evidence map -> (B, T) logits: the mean of the top k locations, scaled, plus the bias."""
@@ -184,7 +203,7 @@ def train_classifier(
             if masks is None:
                 loss = nn.functional.binary_cross_entropy_with_logits(net(xb)[:, 0], target)
             else:
-                evidence = net.features(xb)
+                evidence = net.features(net.windowed(xb))
                 logit = net.pooled(evidence)
                 local = (nn.functional.adaptive_max_pool3d(mb, evidence.shape[2:]) > 0.25).float()
                 loss = nn.functional.binary_cross_entropy_with_logits(logit[:, 0], target)

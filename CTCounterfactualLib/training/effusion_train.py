@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from CTCounterfactualLib.training.acquisition import draw_acquisition, resample_thickness, scanner_batch
-from CTCounterfactualLib.training.classifier import EffusionNet
+from CTCounterfactualLib.training.classifier import EffusionNet, hu_window_in_model_units
 from CTCounterfactualLib.training.effusion_data import FluidSample, Patient
 
 POSITIVE_KEPT = 0.3  # a crop that keeps this share of the fluid is still an effusion
@@ -32,6 +32,7 @@ class EffusionTrainConfig:
     confounder_share: float = 0.5  # of the negatives, a CT with a lung mass or dependent atelectasis instead
     width: int = 8  # EffusionNet's first-layer channels
     top_k: int = 8  # evidence locations the logit averages (few: a 20 ml effusion covers only a few)
+    windows: tuple = ()  # HU windows the net adds as input channels (EffusionNet's windows, here in HU)
 
 
 @dataclass
@@ -74,7 +75,7 @@ def make_batch(volumes: list[tuple[torch.Tensor, torch.Tensor]], g: torch.Genera
 
 def _loss(net: EffusionNet, b: Batch, cfg: EffusionTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(classification loss, evidence-map loss)."""
-    evidence = net.features(b.x)
+    evidence = net.features(net.windowed(b.x))
     logit = net.pooled(evidence)[:, 0]
     # label smoothing keeps the sigmoid off saturation, where its gradient (what Latent Shift follows) vanishes
     target = b.labels * (1 - cfg.label_smoothing) + cfg.label_smoothing / 2
@@ -95,7 +96,8 @@ def train_effusion_net(
     returns the net in eval mode. ``monitor(epoch, net)`` (net in eval mode) adds a line to the log every 5th epoch."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    net = EffusionNet(width=cfg.width, top_k=cfg.top_k).to(memory_format=torch.channels_last_3d)
+    windows = tuple(hu_window_in_model_units(w) for w in cfg.windows)
+    net = EffusionNet(width=cfg.width, top_k=cfg.top_k, windows=windows).to(memory_format=torch.channels_last_3d)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps = cfg.epochs * -(-len(samples) // cfg.pairs_per_batch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr / 20)

@@ -187,3 +187,34 @@ def test_real_ct_training_needs_exactly_one_heldout_chest_ct(tmp_path, capfd, he
         "ctcf: error: --real-ct needs exactly one --heldout chest CT (the patient the shipped model never sees)"
     ]
     assert not (tmp_path / "clf.pt").exists()
+
+
+def test_soft_tissue_window_option_trains_a_two_channel_net_from_the_command_line(tmp_path, capfd, monkeypatch):
+    from cli_runner import run_main
+
+    import CTCounterfactualLib.training.real_recipes as recipes
+    from CTCounterfactualLib.training.classifier import SOFT_TISSUE_WINDOW_HU
+
+    seen = {}
+    monkeypatch.setattr(recipes, "real_effusion_classifier", lambda *a, **k: seen.setdefault("cfg", a[4]) and {})
+    argv = ["train-classifier", "--real-ct", "--out", tmp_path / "clf.pt", "--heldout", "a.nrrd"]
+    assert run_main([*argv, "--soft-tissue-window"]) == 0
+    assert seen.pop("cfg").windows == (SOFT_TISSUE_WINDOW_HU,)
+    assert run_main(argv) == 0 and seen.pop("cfg").windows == ()  # the bundled model's recipe: one channel
+    capfd.readouterr()
+    assert run_main(["train-classifier", "--out", tmp_path / "p.pt", "--soft-tissue-window"]) == 2
+    assert capfd.readouterr().err.strip().splitlines() == [
+        "ctcf: error: --soft-tissue-window applies to --real-ct training only"
+    ]
+
+
+def test_training_with_a_window_gives_the_net_that_window(patient, sample):
+    from CTCounterfactualLib.training.classifier import SOFT_TISSUE_WINDOW_HU, hu_window_in_model_units
+    from CTCounterfactualLib.training.effusion_train import EffusionTrainConfig, train_effusion_net
+
+    cfg = EffusionTrainConfig(epochs=1, pairs_per_batch=1, windows=(SOFT_TISSUE_WINDOW_HU,))
+    net = train_effusion_net([sample], {patient.name: patient}, cfg)
+    assert net.input_windows.tolist() == [pytest.approx(list(hu_window_in_model_units(SOFT_TISSUE_WINDOW_HU)))]
+    assert net.features[1].in_channels == 2
+    with torch.no_grad():
+        assert torch.isfinite(net(sample.x[None, :, :16])).all()

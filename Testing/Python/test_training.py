@@ -94,3 +94,33 @@ def test_roc_auc():
     assert roc_auc(np.array([0.9, 0.8, 0.2, 0.1]), labels) == 0.0
     assert roc_auc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == pytest.approx(0.5)
     assert roc_auc(np.array([0.1, 0.6, 0.5, 0.9]), labels) == pytest.approx(0.75)
+
+
+def test_effusion_net_window_channel_separates_fluid_from_muscle_and_survives_torchscript(tmp_path):
+    from CTCounterfactualLib.evaluation.saliency import eager_effusion_net
+    from CTCounterfactualLib.training.classifier import SOFT_TISSUE_WINDOW_HU, hu_window_in_model_units
+
+    assert hu_window_in_model_units((-1000.0, 1000.0)) == pytest.approx((-1.0, 1.0))  # the whole input range
+    window = hu_window_in_model_units(SOFT_TISSUE_WINDOW_HU)
+    torch.manual_seed(0)
+    net = EffusionNet(windows=(window,)).eval()
+    hu = torch.tensor([-1000.0, -135.0, 15.0, 50.0, 215.0, 1000.0]).reshape(1, 1, 1, 1, 6)
+    x = EFFUSION_CONVENTION.window.to_unit(hu) * EFFUSION_CONVENTION.input_scale + EFFUSION_CONVENTION.input_offset
+    channels = net.windowed(x)
+    assert channels.shape == (1, 2, 1, 1, 6) and torch.equal(channels[:, 0], x[:, 0])
+    soft = channels[0, 1, 0, 0]
+    assert soft[0] == -1 and soft[5] == 1  # clipped outside the window
+    assert soft[[1, 4]].tolist() == pytest.approx([-1, 1], abs=1e-5)  # its edges
+    # fluid (15 HU) and muscle (50 HU): 0.035 apart on the input, 0.2 in the window channel
+    assert float(soft[3] - soft[2]) == pytest.approx(2 * 35 / 350, rel=1e-5)
+    assert float(x[0, 0, 0, 0, 3] - x[0, 0, 0, 0, 2]) < 0.04
+    vol = torch.randn(1, 1, 8, 64, 64) * 0.3
+    path = save_classifier(net, tmp_path / "windowed.pt", {})
+    loaded = load_classifier(path)
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(vol), net(vol), atol=1e-6)
+        assert torch.allclose(eager_effusion_net(loaded)(vol), net(vol), atol=1e-6)  # captum's copy keeps the window
+        state = net.state_dict() | {"input_windows": torch.tensor([[0.0, 0.1]])}
+        other = EffusionNet(windows=((0.0, 0.1),)).eval()
+        other.load_state_dict(state)
+        assert not torch.allclose(other(vol), net(vol))  # the same weights through another window: the window counts
