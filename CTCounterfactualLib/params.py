@@ -22,6 +22,8 @@ DEFAULT_BATCH_SIZE = 8
 PROGRESS_KINDS = ("bar", "json", "none")
 EXECUTORS = ("local", "ray")  # ctcf batch / evaluate: a process pool on this machine, or Ray actors
 DEFAULT_EXECUTOR = "local"
+DEMO_EFFUSION_SEED = 5  # ctcf demo's simulated effusion
+DEMO_EFFUSION_DESCRIPTION = "a right crescent of 366 ml"  # what that seed draws on the bundled CT (tested)
 
 # Where the fast path runs the lambda search (--faithful always searches at the input's resolution):
 # "model": on the autoencoder's native slice grid when both models resize to a fixed size smaller than

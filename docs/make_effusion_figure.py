@@ -9,7 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from CTCounterfactualLib.data.demo_ct import load_demo_ct  # noqa: E402
-from CTCounterfactualLib.jobs.demo import DEMO_EFFUSION_SEED, make_demo_input  # noqa: E402
+from CTCounterfactualLib.jobs.demo import make_demo_input  # noqa: E402
+from CTCounterfactualLib.params import DEMO_EFFUSION_SEED  # noqa: E402
 
 
 def main() -> None:

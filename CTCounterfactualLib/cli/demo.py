@@ -6,7 +6,7 @@ import argparse
 from contextlib import closing
 from pathlib import Path
 
-from CTCounterfactualLib.params import PROGRESS_KINDS
+from CTCounterfactualLib.params import DEMO_EFFUSION_DESCRIPTION, DEMO_EFFUSION_SEED, PROGRESS_KINDS
 from CTCounterfactualLib.progress import make_progress
 
 
@@ -14,7 +14,8 @@ def add_demo(sub) -> None:
     p = sub.add_parser(
         "demo",
         help="explain a real chest CT with a simulated pleural effusion using the bundled models",
-        description="Add a simulated pleural effusion (seed 5: left) to the bundled real chest CT (LIDC-IDRI-0001) "
+        description=f"Add a simulated pleural effusion (seed {DEMO_EFFUSION_SEED}: {DEMO_EFFUSION_DESCRIPTION}) to the "
+        "bundled real chest CT (LIDC-IDRI-0001) "
         "(OUT/input.nrrd, OUT/labels.nrrd: 1 = fluid), explain it with the bundled VQ-GAN and effusion "
         "classifier in scan mode (OUT/scan/) and joint mode (OUT/joint/), and write OUT/report.png and "
         "OUT/demo.json with the numbers it measures.",

@@ -23,12 +23,12 @@ from CTCounterfactualLib.data.masks import dilated_mask, heatmap_share
 from CTCounterfactualLib.data.volume_io import Geometry, image_from_array, read_volume, write_volume
 from CTCounterfactualLib.jobs.explain_file import explain_file
 from CTCounterfactualLib.method.explain import ExplainConfig
+from CTCounterfactualLib.params import DEMO_EFFUSION_SEED
 from CTCounterfactualLib.paths import check_writable_folder
 from CTCounterfactualLib.progress import Progress, noop_progress
 from CTCounterfactualLib.store.catalog import load_bundled_autoencoder, load_bundled_classifier
 
-DEMO_EFFUSION_SEED = 5
-DEMO_EFFUSION_SIDE: str | None = None  # the seed's own side (seed 5: a right crescent, 366 ml)
+DEMO_EFFUSION_SIDE: str | None = None  # the seed's own side (DEMO_EFFUSION_DESCRIPTION says which)
 
 
 @dataclass

@@ -118,6 +118,21 @@ def test_demo_heatmap_sits_on_the_effusion(demo_run):
     )
 
 
+def test_demo_help_says_which_effusion_the_demo_draws(demo_run, capsys):
+    from CTCounterfactualLib.cli import main
+    from CTCounterfactualLib.data.effusion import family_of
+    from CTCounterfactualLib.params import DEMO_EFFUSION_DESCRIPTION, DEMO_EFFUSION_SEED
+
+    _, r = demo_run
+    src = r["source"]
+    assert src["effusion_seed"] == DEMO_EFFUSION_SEED
+    drawn = f"a {src['effusion']} {family_of(DEMO_EFFUSION_SEED)} of {src['effusion_ml']:.0f} ml"
+    assert drawn == DEMO_EFFUSION_DESCRIPTION
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert DEMO_EFFUSION_DESCRIPTION in " ".join(capsys.readouterr().out.split())
+
+
 def test_demo_writes_everything(demo_run):
     out, _ = demo_run
     for name in ("input.nrrd", "labels.nrrd", "report.png", "demo.json"):
