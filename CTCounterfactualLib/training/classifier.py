@@ -107,6 +107,8 @@ class EffusionNet(nn.Module):
 
     def windowed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) input -> (B, 1 + windows, D, H, W): the input, then one channel per window."""
+        if self.input_windows.shape[0] == 0:
+            return x  # no copy: training keeps its channels-last layout
         channels = [x]
         for i in range(self.input_windows.shape[0]):
             low, high = self.input_windows[i, 0], self.input_windows[i, 1]
