@@ -196,7 +196,12 @@ def test_soft_tissue_window_option_trains_a_two_channel_net_from_the_command_lin
     from CTCounterfactualLib.training.classifier import SOFT_TISSUE_WINDOW_HU
 
     seen = {}
-    monkeypatch.setattr(recipes, "real_effusion_classifier", lambda *a, **k: seen.setdefault("cfg", a[4]) and {})
+
+    def record_config(out, also, heldout, plan, cfg, *rest, **kw) -> dict:
+        seen["cfg"] = cfg
+        return {}
+
+    monkeypatch.setattr(recipes, "real_effusion_classifier", record_config)
     argv = ["train-classifier", "--real-ct", "--out", tmp_path / "clf.pt", "--heldout", "a.nrrd"]
     assert run_main([*argv, "--soft-tissue-window"]) == 0
     assert seen.pop("cfg").windows == (SOFT_TISSUE_WINDOW_HU,)
