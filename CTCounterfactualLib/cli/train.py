@@ -8,6 +8,7 @@ import sys
 
 from CTCounterfactualLib.errors import CTCFError
 from CTCounterfactualLib.paths import check_output_file
+from CTCounterfactualLib.training.ae_grids import AE_LEARNING_RATE, DEFAULT_REAL_GRID, REAL_GRID_NAMES
 
 CATALOG_HELP = "register the result in the bundled catalog (CTCounterfactualLib/resources/models/catalog.json)"
 
@@ -27,10 +28,28 @@ def add_training(sub) -> None:
         "--real-ct",
         action="append",
         default=[],
-        help="real chest CT (file or DICOM folder) to train on: all its axial slices, LPS, at 128x128 with "
+        help="real chest CT (file or DICOM folder) to train on: all its axial slices, LPS, at --size with "
         "plausible in-plane augmentation (repeatable); switches to the real-anatomy model",
     )
+    p.add_argument(
+        "--size",
+        type=int,
+        choices=sorted(REAL_GRID_NAMES),
+        default=DEFAULT_REAL_GRID,
+        help="with --real-ct: the in-plane grid the slices are resized to; --catalog registers it as "
+        + ", ".join(f"{name} ({size})" for size, name in sorted(REAL_GRID_NAMES.items()))
+        + f" (default {DEFAULT_REAL_GRID})",
+    )
     p.add_argument("--init", help="start from these weights (same architecture), e.g. a phantom-trained model")
+    p.add_argument(
+        "--reseed-codebook",
+        action="store_true",
+        help="with --init: seed the codebook afresh from the new slices' encoder outputs instead of keeping "
+        "init's (for a change of domain, e.g. phantoms to real slices)",
+    )
+    p.add_argument(
+        "--lr", type=float, default=AE_LEARNING_RATE, help=f"Adam learning rate (default {AE_LEARNING_RATE})"
+    )
     p.add_argument("--heldout", action="append", default=[], help="real CT for the held-out MAE / slope (repeatable)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=16)
@@ -137,6 +156,10 @@ def _log(line: str) -> None:
 
 def _run_autoencoder(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out", args.volume)  # before minutes of training
+    if not args.real_ct and (
+        args.size != DEFAULT_REAL_GRID or args.reseed_codebook or args.init or args.lr != AE_LEARNING_RATE
+    ):
+        raise CTCFError("--size, --init, --reseed-codebook and --lr apply to --real-ct training only")
     from CTCounterfactualLib.training.recipes import demo_autoencoder
 
     if args.real_ct:
@@ -151,8 +174,10 @@ def _run_autoencoder(args: argparse.Namespace) -> int:
             crop=args.crop,
             augment=True,
             max_minutes=args.max_minutes,
+            lr=args.lr,
+            reseed_codebook=args.reseed_codebook,
         )
-        info = real_autoencoder(args.out, args.real_ct, args.init, args.heldout, tc, args.catalog, _log)
+        info = real_autoencoder(args.out, args.real_ct, args.init, args.heldout, tc, args.catalog, _log, args.size)
         print(json.dumps({k: v for k, v in info.items() if k.startswith("heldout")}, indent=2))
         return 0
     info = demo_autoencoder(args.out, args.phantoms, args.volume, args.steps, args.seed, args.catalog, _log)

@@ -23,6 +23,7 @@ from CTCounterfactualLib.data.volume_io import read_volume
 from CTCounterfactualLib.models.autoencoder import SliceAutoencoder
 from CTCounterfactualLib.models.conventions import HUWindow, SliceConvention
 from CTCounterfactualLib.models.vqgan import VQGANConfig, VQModel
+from CTCounterfactualLib.training.ae_grids import AE_LEARNING_RATE, DEFAULT_REAL_GRID
 
 # decoder trained to output [-1, 1] like its input: output map (x + 1) / 2
 DEMO_CONVENTION = SliceConvention(
@@ -37,9 +38,8 @@ DEMO_CONVENTION = SliceConvention(
 )
 
 
-# the real-anatomy VQ-GAN: 512 x 512 chest slices resized to 128 x 128 (2.8 mm for a 360 mm field of
-# view), the coarsest grid on which the larger lung vessels and the fissures stay visible
-REAL_CONVENTION = replace(DEMO_CONVENTION, size=128)
+# the real-anatomy VQ-GAN (its grids: ae_grids.py)
+REAL_CONVENTION = replace(DEMO_CONVENTION, size=DEFAULT_REAL_GRID)
 
 
 def demo_vqgan_config(resolution: int = 64) -> VQGANConfig:
@@ -63,11 +63,14 @@ class AETrainConfig:
     steps: int = 1500
     batch: int = 16
     crop: int = 48
-    lr: float = 2e-4
+    lr: float = AE_LEARNING_RATE
     adv_start: int = 600
     adv_weight: float = 0.05
     beta: float = 0.25
     seed: int = 0
+    # with init weights: seed the codebook afresh from the new slices' encoder outputs (a phantom model's
+    # codes do not fit real anatomy) instead of keeping init's; without init it is always seeded
+    reseed_codebook: bool = False
     # in-plane augmentation that keeps anatomy plausible: small rotation, zoom and shift (no
     # left-right flip, which would put the heart on the right)
     max_minutes: float | None = None  # stop early (and say so in the sidecar) when this wall time is spent
@@ -187,9 +190,10 @@ def train_autoencoder(
             x = torch.flip(x, dims=(-1,))
         return x * 2 - 1
 
-    with torch.no_grad():  # codebook starts on encoder outputs, so no code is dead from the start
-        h = model.quant_conv(model.encoder(batch())).permute(0, 2, 3, 1).reshape(-1, cfg.embed_dim)
-        model.quantize.embedding.weight.copy_(h[torch.randint(0, h.shape[0], (cfg.n_embed,), generator=g)])
+    if init is None or tc.reseed_codebook:  # codebook starts on encoder outputs, so no code is dead from the start
+        with torch.no_grad():
+            h = model.quant_conv(model.encoder(batch())).permute(0, 2, 3, 1).reshape(-1, cfg.embed_dim)
+            model.quantize.embedding.weight.copy_(h[torch.randint(0, h.shape[0], (cfg.n_embed,), generator=g)])
     model.train()
     import time
 

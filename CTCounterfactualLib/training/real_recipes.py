@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ import torch
 from CTCounterfactualLib.atomic import write_json_atomic
 from CTCounterfactualLib.models.autoencoder import load_autoencoder
 from CTCounterfactualLib.store.catalog import register
+from CTCounterfactualLib.training.ae_grids import REAL_GRID_NAMES
 from CTCounterfactualLib.training.autoencoder import (
     REAL_CONVENTION,
     AETrainConfig,
@@ -45,13 +47,16 @@ def real_autoencoder(
     tc: AETrainConfig,
     catalog: bool,
     log: Log = print,
+    size: int = REAL_CONVENTION.size,
 ) -> dict:
-    """The VQ-GAN fine-tuned on all axial slices of ``real_cts`` at 128 x 128; MAE / slope on ``heldout``."""
-    slices = real_ct_slices(real_cts, REAL_CONVENTION.size)
+    """The VQ-GAN fine-tuned on all axial slices of ``real_cts`` at ``size`` x ``size`` (a key of
+    ``REAL_GRID_NAMES``, its catalog name); MAE / slope on ``heldout``."""
+    convention = replace(REAL_CONVENTION, size=size)
+    slices = real_ct_slices(real_cts, size)
     t0 = time.monotonic()
     model = train_autoencoder(
         slices,
-        demo_vqgan_config(REAL_CONVENTION.size),
+        demo_vqgan_config(size),
         tc,
         log=lambda step, d: log(f"step {step}: l1 {d['l1']:.4f}, vq {d['vq']:.4f} ({time.monotonic() - t0:.0f} s)"),
         init=torch.load(init, map_location="cpu", weights_only=True) if init else None,
@@ -65,16 +70,23 @@ def real_autoencoder(
         "steps_done": model.steps_done,
         **tc.__dict__,
     }
-    path = save_autoencoder(model, REAL_CONVENTION, out, info)
+    path = save_autoencoder(model, convention, out, info)
     ae = load_autoencoder(path)
     for v in heldout:
         hu = lps_array(v)
         info[f"heldout_{Path(v).parent.name if Path(v).is_dir() else Path(v).name}"] = reconstruction_fit_hu(
             ae, hu, hu > -500
         )
-    save_autoencoder(model, REAL_CONVENTION, out, info)
+    save_autoencoder(model, convention, out, info)
     if catalog:
-        register(path, "demo-vqgan", "autoencoder", [], info, "slice VQ-GAN on real chest CT slices at 128x128")
+        register(
+            path,
+            REAL_GRID_NAMES[size],
+            "autoencoder",
+            [],
+            info,
+            f"slice VQ-GAN on real chest CT slices at {size}x{size}",
+        )
     return info
 
 

@@ -1,5 +1,7 @@
 """Training commands on tiny budgets: losses fall, files load back exactly, AUC is computed right."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -26,13 +28,14 @@ from CTCounterfactualLib.training.classifier import (
     train_classifier,
 )
 
+DATA = Path(__file__).resolve().parents[1] / "Data"
 SMALL = {"slices": 12, "size": 64, "spacing_mm": (5.0, 5.0, 10.0)}
 
 
 def test_autoencoder_training_reduces_loss_and_round_trips(tmp_path):
     slices = collect_slices([1, 2], [], 32, phantom_kwargs=SMALL)
     assert slices.shape == (24, 1, 32, 32) and 0 <= float(slices.min()) and float(slices.max()) <= 1
-    cfg = VQGANConfig(**{**demo_vqgan_config().__dict__, "ch": 16, "n_embed": 64, "extra": {}})
+    cfg = _tiny_vqgan_config()
     losses = []
     model = train_autoencoder(
         slices,
@@ -124,3 +127,69 @@ def test_effusion_net_window_channel_separates_fluid_from_muscle_and_survives_to
         other = EffusionNet(windows=((0.0, 0.1),)).eval()
         other.load_state_dict(state)
         assert not torch.allclose(other(vol), net(vol))  # the same weights through another window: the window counts
+
+
+def _tiny_vqgan_config() -> VQGANConfig:
+    return VQGANConfig(**{**demo_vqgan_config().__dict__, "ch": 16, "n_embed": 64, "extra": {}})
+
+
+def test_fine_tuning_keeps_the_init_codebook_unless_told_to_reseed_it():
+    from CTCounterfactualLib.models.vqgan import VQModel
+
+    slices = collect_slices([1], [], 32, phantom_kwargs=SMALL)
+    init = {k: v.clone() for k, v in VQModel(_tiny_vqgan_config()).state_dict().items()}
+    kept = train_autoencoder(slices, _tiny_vqgan_config(), AETrainConfig(steps=0, batch=4, crop=32), init=init)
+    for k, v in kept.state_dict().items():
+        assert torch.equal(v, init[k]), k
+    reseeded = train_autoencoder(
+        slices, _tiny_vqgan_config(), AETrainConfig(steps=0, batch=4, crop=32, reseed_codebook=True), init=init
+    ).state_dict()
+    codebook = "quantize.embedding.weight"
+    assert not torch.equal(reseeded[codebook], init[codebook])
+    assert all(torch.equal(v, init[k]) for k, v in reseeded.items() if k != codebook)
+
+
+def test_real_autoencoder_trains_on_the_grid_asked_for_and_registers_it_under_its_name(tmp_path, monkeypatch):
+    import SimpleITK as sitk
+
+    import CTCounterfactualLib.training.real_recipes as recipes
+    from CTCounterfactualLib.training.ae_grids import REAL_GRID_NAMES
+
+    ct = sitk.ReadImage(str(DATA / "example_ct.nii.gz"))[:, :, 40:42]
+    sitk.WriteImage(ct, str(tmp_path / "ct.nrrd"))
+    registered = []
+    monkeypatch.setattr(recipes, "register", lambda path, name, *rest: registered.append(name))
+    tc = AETrainConfig(steps=1, batch=1, crop=32, augment=True)
+    info = recipes.real_autoencoder(
+        str(tmp_path / "ae.pt"), [str(tmp_path / "ct.nrrd")], None, [str(tmp_path / "ct.nrrd")], tc, True, print, 256
+    )
+    ae = load_autoencoder(tmp_path / "ae.pt")
+    assert ae.convention.size == 256 and ae.model.config.resolution == 256
+    assert registered == [REAL_GRID_NAMES[256]] and info["slices"] == 2
+    assert set(info["heldout_ct.nrrd"]) == {"mae_hu_body", "slope", "intercept_hu"}
+
+
+def test_train_autoencoder_passes_grid_codebook_and_rate_through_and_refuses_them_for_phantoms(
+    tmp_path, capfd, monkeypatch
+):
+    from cli_runner import run_main
+
+    import CTCounterfactualLib.training.real_recipes as recipes
+
+    seen = {}
+
+    def record(out, real_cts, init, heldout, tc, catalog, log, size) -> dict:
+        seen.update(tc=tc, size=size, init=init)
+        return {}
+
+    monkeypatch.setattr(recipes, "real_autoencoder", record)
+    argv = ["train-autoencoder", "--out", tmp_path / "ae.pt", "--real-ct", "a.nrrd", "--init", "i.pt"]
+    assert run_main([*argv, "--size", "256", "--reseed-codebook", "--lr", "5e-5"]) == 0
+    assert seen["size"] == 256 and seen["tc"].reseed_codebook and seen["tc"].lr == 5e-5 and seen["init"] == "i.pt"
+    assert run_main(argv) == 0
+    assert seen["size"] == 128 and not seen["tc"].reseed_codebook and seen["tc"].lr == AETrainConfig.lr
+    capfd.readouterr()
+    assert run_main(["train-autoencoder", "--out", tmp_path / "p.pt", "--size", "256"]) == 2
+    assert capfd.readouterr().err.strip().splitlines() == [
+        "ctcf: error: --size, --init, --reseed-codebook and --lr apply to --real-ct training only"
+    ]
