@@ -65,7 +65,8 @@ test-fast: lint
 # Retrain the bundled demo models on real anatomy and update their catalog entries (CT data from the shared data
 # folder, SHARED, not in a clone; CI has it). The VQ-GAN starts from the phantom-trained one (about 10 minutes on 2
 # CPU cores), is fine-tuned for 74 steps on LIDC-IDRI-0001's slices, then for 1500 steps on those and the
-# abdomen example's (about 20 minutes). The effusion classifier trains 9 times (4 leave-one-patient-out folds,
+# abdomen example's (about 20 minutes); demo-vqgan-256 is that model fine-tuned at 256 x 256 on every chest CT but
+# the held-out one, keeping its codebook (1200 steps, about 15 minutes). The effusion classifier trains 9 times (4 leave-one-patient-out folds,
 # the held-out patient's being the shipped model, and 5 leave-one-family-out folds; about 40 minutes) and writes
 # docs/effusion_classifier/.
 # Lung-PET-CT-Dx A0001 is held out of every bundled model and measures them.
@@ -79,11 +80,15 @@ models: $(STAMP)
 		--volume Testing/Data/example_ct.nii.gz --steps 2000
 	$(BIN)/ctcf train-autoencoder --out build/real_vqgan_74.pt --phantoms 0 \
 		--real-ct $(SHARED)/lidc_idri_0001/ct.nii.gz --init build/phantom_vqgan.pt \
-		--steps 74 --adv-start 200 --batch 6 --crop 64
+		--reseed-codebook --steps 74 --adv-start 200 --batch 6 --crop 64
 	$(BIN)/ctcf train-autoencoder --out CTCounterfactualLib/resources/models/demo_vqgan.pt --phantoms 0 \
 		--real-ct $(SHARED)/lidc_idri_0001/ct.nii.gz --real-ct Testing/Data/example_ct.nii.gz \
-		--init build/real_vqgan_74.pt --steps 1500 --adv-start 100000 --batch 16 --crop 64 \
+		--init build/real_vqgan_74.pt --reseed-codebook --steps 1500 --adv-start 100000 --batch 16 --crop 64 \
 		--heldout $(HELDOUT) --catalog
+	$(BIN)/ctcf train-autoencoder --out CTCounterfactualLib/resources/models/demo_vqgan_256.pt --phantoms 0 --size 256 \
+		--real-ct $(SHARED)/lidc_idri_0001/ct.nii.gz --real-ct $(LUNG1) --real-ct $(LUNG2) \
+		--real-ct Testing/Data/example_ct.nii.gz --init CTCounterfactualLib/resources/models/demo_vqgan.pt \
+		--steps 1200 --adv-start 100000 --batch 4 --crop 128 --lr 1e-4 --heldout $(HELDOUT) --catalog
 	$(BIN)/ctcf train-classifier --real-ct --out CTCounterfactualLib/resources/models/demo_effusion.pt \
 		--also-ct $(LUNG1) --also-ct $(LUNG2) --heldout $(HELDOUT) --train-only-ct Testing/Data/example_ct.nii.gz \
 		--folds docs/effusion_classifier --train 24 --eval 40 --epochs 80 --catalog

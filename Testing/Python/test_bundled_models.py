@@ -15,7 +15,7 @@ from CTCounterfactualLib.store.catalog import CATALOG_PATH, load_bundled_classif
 
 def test_catalog_entries_match_their_files_and_stay_small():
     entries = {name: e for name, e in read_catalog().items() if e.bundled}  # the published ones are downloaded
-    assert {"demo-vqgan", "demo-effusion", "demo-lungsize"} <= set(entries)
+    assert {"demo-vqgan", "demo-vqgan-256", "demo-effusion", "demo-lungsize"} <= set(entries)
     total = 0
     for e in entries.values():
         p = verified_path(e)
@@ -27,6 +27,23 @@ def test_catalog_entries_match_their_files_and_stay_small():
     for e in entries.values():  # the input convention travels with the catalog entry
         sidecar = json.loads(e.path().with_suffix(".json").read_text(encoding="utf-8"))
         assert e.convention == sidecar["convention"] and e.convention["window"] == [-1000.0, 1000.0]
+
+
+def test_the_256_vqgan_reconstructs_the_chest_ct_closer_than_the_128_one():
+    from CTCounterfactualLib.data.demo_ct import load_demo_ct
+    from CTCounterfactualLib.evaluation.localization import body_mask
+    from CTCounterfactualLib.store.catalog import load_bundled_autoencoder
+    from CTCounterfactualLib.training.ae_grids import REAL_GRID_NAMES
+    from CTCounterfactualLib.training.autoencoder import reconstruction_fit_hu
+
+    hu = load_demo_ct().hu[20:26]  # six slices through the lungs, the heart and the chest wall
+    fits = {}
+    for size, name in REAL_GRID_NAMES.items():
+        ae, _ = load_bundled_autoencoder(name)
+        assert ae.convention.size == size, name
+        fits[size] = reconstruction_fit_hu(ae, hu, body_mask(hu))
+    assert fits[256]["mae_hu_body"] < 0.7 * fits[128]["mae_hu_body"], fits
+    assert 0.85 <= fits[256]["slope"] <= 1.15, fits
 
 
 def test_damaged_model_file_is_refused(tmp_path):
