@@ -67,7 +67,7 @@ test-fast: lint
 # CPU cores), is fine-tuned for 74 steps on LIDC-IDRI-0001's slices, then for 1500 steps on those and the
 # abdomen example's (about 20 minutes); demo-vqgan-256 is that model fine-tuned at 256 x 256 on every chest CT but
 # the held-out one, keeping its codebook (1200 steps, about 15 minutes). The effusion classifier trains 9 times (4 leave-one-patient-out folds,
-# the held-out patient's being the shipped model, and 5 leave-one-family-out folds; about 40 minutes) and writes
+# the held-out patient's being the shipped model, and 5 leave-one-family-out folds; about 30 minutes) and writes
 # docs/effusion_classifier/.
 # Lung-PET-CT-Dx A0001 is held out of every bundled model and measures them.
 SHARED ?= ../shared/data
